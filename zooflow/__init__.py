@@ -1,0 +1,3 @@
+"""zooflow: Galaxy Zoo votes and images to Bayesian morphology posteriors and active learning."""
+
+__version__ = "0.1.0"
