@@ -1,0 +1,24 @@
+# zooflow: Galaxy Zoo votes and images -> Bayesian morphology posteriors -> what to label next.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/simulate.smk"
+include: "rules/ingest.smk"
+include: "rules/preprocess.smk"
+include: "rules/split.smk"
+include: "rules/shards.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        data_products(),

@@ -1,0 +1,30 @@
+rule ingest:
+    input:
+        catalogue=catalogue_source(),
+        images=images_source(),
+        tree=tree_file(),
+        library=library("catalogue", "images", "schema"),
+    output:
+        clean=f"{DATA}/catalogue.parquet",
+        rejected=f"{DATA}/rejected.csv",
+    log:
+        "logs/ingest.log",
+    benchmark:
+        "results/benchmarks/ingest.tsv"
+    conda:
+        "../envs/data.yaml"
+    threads: workflow.cores
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        question_suffix=config["schema"]["question_suffix"],
+        id_column=config["data"]["id_column"],
+        file_column=config["data"]["file_column"],
+        file_template=config["data"]["file_template"],
+        column_mapping=config["data"]["column_mapping"],
+        tree_tolerance=config["ingest"]["tree_tolerance"],
+        tree_tolerance_votes=config["ingest"]["tree_tolerance_votes"],
+        max_rejected_fraction=config["ingest"]["max_rejected_fraction"],
+    script:
+        "../scripts/ingest.py"

@@ -1,0 +1,22 @@
+rule preprocess:
+    input:
+        catalogue=f"{DATA}/catalogue.parquet",
+        library=library("preprocess", "images"),
+    output:
+        images=f"{DATA}/images.h5",
+    log:
+        "logs/preprocess.log",
+    benchmark:
+        "results/benchmarks/preprocess.tsv"
+    conda:
+        "../envs/data.yaml"
+    threads: workflow.cores
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        image_size=config["preprocess"]["image_size"],
+        crop_fraction=config["preprocess"]["crop_fraction"],
+        greyscale=config["preprocess"]["greyscale"],
+    script:
+        "../scripts/preprocess.py"

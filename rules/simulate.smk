@@ -1,0 +1,24 @@
+rule simulate:
+    input:
+        tree=tree_file(),
+        library=library("mock", "schema"),
+    output:
+        images=directory(f"{DATA}/mock/images"),
+        catalogue=f"{DATA}/mock/catalogue.csv",
+        truth=f"{DATA}/mock/truth.parquet",
+    log:
+        "logs/simulate.log",
+    benchmark:
+        "results/benchmarks/simulate.tsv"
+    conda:
+        "../envs/data.yaml"
+    threads: workflow.cores
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        mock=config["mock"],
+        seed=config["seed"],
+        question_suffix=config["schema"]["question_suffix"],
+    script:
+        "../scripts/simulate.py"

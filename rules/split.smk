@@ -1,0 +1,23 @@
+rule split:
+    input:
+        catalogue=f"{DATA}/catalogue.parquet",
+        library=library("splits"),
+    output:
+        splits=f"{DATA}/splits.csv",
+    log:
+        "logs/split.log",
+    benchmark:
+        "results/benchmarks/split.tsv"
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        seed=config["seed"],
+        test_fraction=config["splits"]["test_fraction"],
+        val_fraction=config["splits"]["val_fraction"],
+        initial_fraction=config["splits"]["initial_fraction"],
+    script:
+        "../scripts/split.py"

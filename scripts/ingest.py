@@ -1,0 +1,26 @@
+"""Snakemake entry point: check every catalogue row, keep the good ones, explain the rest."""
+
+from zooflow.catalogue import ingest_catalogue, write_ingest
+from zooflow.runlog import log_to
+from zooflow.schema import load_schema
+
+with log_to(snakemake.log[0]):
+    params = snakemake.params
+    result = ingest_catalogue(
+        snakemake.input.catalogue,
+        snakemake.input.images,
+        load_schema(snakemake.input.tree, params.question_suffix),
+        column_mapping=params.column_mapping or None,
+        id_column=params.id_column,
+        file_column=params.file_column,
+        file_template=params.file_template or None,
+        tree_tolerance=params.tree_tolerance,
+        tree_tolerance_votes=params.tree_tolerance_votes,
+        threads=snakemake.threads,
+    )
+    write_ingest(
+        result,
+        snakemake.output.clean,
+        snakemake.output.rejected,
+        max_rejected_fraction=params.max_rejected_fraction,
+    )

@@ -1,0 +1,14 @@
+"""Snakemake entry point: decode, crop and resize every accepted image into one HDF5 file."""
+
+from zooflow.preprocess import preprocess_catalogue
+from zooflow.runlog import log_to
+
+with log_to(snakemake.log[0]):
+    preprocess_catalogue(
+        snakemake.input.catalogue,
+        snakemake.output.images,
+        image_size=snakemake.params.image_size,
+        crop_fraction=snakemake.params.crop_fraction,
+        greyscale=snakemake.params.greyscale,
+        threads=snakemake.threads,
+    )

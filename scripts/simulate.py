@@ -1,0 +1,16 @@
+"""Snakemake entry point: render the embedded mock survey (images, votes, truth table)."""
+
+from pathlib import Path
+
+from zooflow.mock import MockSurveyConfig, simulate_survey
+from zooflow.runlog import log_to
+from zooflow.schema import load_schema
+
+with log_to(snakemake.log[0]):
+    simulate_survey(
+        out_dir=Path(snakemake.output.catalogue).parent,
+        schema=load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+        config=MockSurveyConfig(**snakemake.params.mock),
+        seed=snakemake.params.seed,
+        threads=snakemake.threads,
+    )

@@ -1,0 +1,81 @@
+"""The data stage run through Snakemake: simulate -> ingest -> preprocess -> split -> shards."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO, TINY_CONFIG, copy_workflow, run_snakemake
+from zooflow.schema import load_schema
+from zooflow.shards import load_split
+
+
+@pytest.mark.slow
+def test_data_stage_turns_the_mock_survey_into_shards(tiny_data_run):
+    data = tiny_data_run / "results" / "data"
+    catalogue = pd.read_parquet(data / "catalogue.parquet")
+    rejected = pd.read_csv(data / "rejected.csv")
+    assert len(catalogue) + len(rejected) == 80
+    assert len(rejected) == 0, rejected.to_string()
+
+    schema = load_schema("decals_dr5")
+    splits = pd.read_csv(data / "splits.csv")
+    assert set(splits["split"]) <= {"test", "val", "initial", "pool"}
+    seen = []
+    for split in ("test", "val", "initial", "pool"):
+        manifest = json.loads((data / "shards" / split / "manifest.json").read_text())
+        assert manifest["count"] == int((splits["split"] == split).sum())
+        assert manifest["label_cols"] == schema.label_cols
+        assert manifest["image_shape"] == [32, 32, 1]
+        ids, votes, images = load_split(data / "shards" / split / "manifest.json")
+        expected = catalogue.set_index("id_str").loc[list(ids), schema.label_cols].to_numpy()
+        np.testing.assert_array_equal(votes, expected)
+        assert images.shape == (len(ids), 32, 32, 1)
+        seen.extend(ids)
+    assert sorted(seen) == sorted(catalogue["id_str"])
+    for step in ("simulate", "ingest", "preprocess", "split"):
+        assert (tiny_data_run / "logs" / f"{step}.log").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("mock:\n  n_galaxy: 10\n", "n_galaxy"),
+        ("preprocess:\n  image_size: big\n", "big"),
+        ("splits:\n  test_fractoin: 0.1\n", "test_fractoin"),
+        ("data:\n  source: sdss\n", "sdss"),
+    ],
+)
+def test_a_misspelt_or_mistyped_config_key_stops_the_run_naming_it(tmp_path, override, named):
+    workdir = copy_workflow(tmp_path / "wf")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(override)
+    result = run_snakemake(workdir, "-n", "--configfile", str(bad), check=False)
+    assert result.returncode != 0
+    assert "Error validating config file" in result.stderr + result.stdout
+    assert named in result.stderr + result.stdout
+
+
+def test_the_default_config_is_valid_and_plans_the_data_stage(tmp_path):
+    workdir = copy_workflow(tmp_path / "wf")
+    result = run_snakemake(workdir, "-n", "data")
+    for rule in ("simulate", "ingest", "preprocess", "split", "shards"):
+        assert rule in result.stdout
+
+
+def test_lint_and_format_are_clean():
+    import subprocess
+    import sys
+
+    lint = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    fmt = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", "."], cwd=REPO, capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+assert TINY_CONFIG.exists()
