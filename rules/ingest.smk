@@ -6,9 +6,11 @@ rule ingest:
         library=library("catalogue", "images", "schema"),
     output:
         clean=f"{DATA}/catalogue.parquet",
-        rejected=f"{DATA}/rejected.csv",
     log:
-        "logs/ingest.log",
+        # rejected.csv is a log, not an output: Snakemake keeps logs of a failed job, and the
+        # user needs it most when too many rows were rejected.
+        main="logs/ingest.log",
+        rejected=f"{DATA}/rejected.csv",
     benchmark:
         "results/benchmarks/ingest.tsv"
     conda:

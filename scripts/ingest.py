@@ -4,7 +4,7 @@ from zooflow.catalogue import ingest_catalogue, write_ingest
 from zooflow.runlog import log_to
 from zooflow.schema import load_schema
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log.main):
     params = snakemake.params
     result = ingest_catalogue(
         snakemake.input.catalogue,
@@ -21,6 +21,6 @@ with log_to(snakemake.log[0]):
     write_ingest(
         result,
         snakemake.output.clean,
-        snakemake.output.rejected,
+        snakemake.log.rejected,
         max_rejected_fraction=params.max_rejected_fraction,
     )
