@@ -7,6 +7,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 validate(config, "config/schema.yaml")
 
 
@@ -16,6 +19,9 @@ include: "rules/ingest.smk"
 include: "rules/preprocess.smk"
 include: "rules/split.smk"
 include: "rules/shards.smk"
+include: "rules/train.smk"
+include: "rules/predict.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:

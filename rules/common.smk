@@ -14,8 +14,15 @@ DATA = "results/data"
 SPLITS = ["test", "val", "initial", "pool"]
 
 
+# A run is one trained model and what follows from it: the supervised run on every labelled
+# galaxy ("full"), or one active-learning round of one strategy and seed.
+RUN = r"full|al/[a-z_]+/seed_\d+/round_\d+"
+
+
 wildcard_constraints:
     split="|".join(SPLITS),
+    run=RUN,
+    group=r"\d+",
 
 
 def library(*modules):
@@ -47,3 +54,36 @@ def images_source():
 
 def data_products():
     return expand(f"{DATA}/shards/{{split}}", split=SPLITS)
+
+
+def shards(split):
+    return f"{DATA}/shards/{split}"
+
+
+def prediction_targets(wildcards):
+    """Only the galaxies still unlabelled are predicted in the pool; the test set in full."""
+    if wildcards.split == "pool":
+        return {"ids": f"results/{wildcards.run}/unlabelled.csv"}
+    return {}
+
+
+def prediction_groups(wildcards):
+    groups = range(config["predict"]["shard_groups"])
+    return [
+        f"results/{wildcards.run}/predictions/{wildcards.split}/group_{g}.h5"
+        for g in groups
+    ]
+
+
+def truth_table():
+    """The mock survey's true vote fractions; real catalogues have none."""
+    return f"{DATA}/mock/truth.parquet" if config["data"]["source"] == "mock" else []
+
+
+def run_products(run):
+    return [
+        f"results/{run}/evaluation/summary.json",
+        f"results/{run}/figures/coverage.png",
+        f"results/{run}/figures/posteriors.png",
+        f"results/{run}/figures/training.png",
+    ]

@@ -1,0 +1,52 @@
+rule predict:
+    input:
+        unpack(prediction_targets),
+        model="results/{run}/model.keras",
+        shards=lambda wildcards: shards(wildcards.split),
+        tree=tree_file(),
+        library=library("predict", "training", "models", "losses", "shards", "schema"),
+    output:
+        predictions=temp("results/{run}/predictions/{split}/group_{group}.h5"),
+    log:
+        "logs/{run}/predict_{split}_{group}.log",
+    benchmark:
+        "results/benchmarks/{run}/predict_{split}_{group}.tsv"
+    conda:
+        "../envs/tensorflow.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
+    params:
+        head=config["train"]["head"],
+        passes=config["predict"]["passes"],
+        batch_size=config["predict"]["batch_size"],
+        shard_groups=config["predict"]["shard_groups"],
+        seed=config["seed"],
+        question_suffix=config["schema"]["question_suffix"],
+    script:
+        "../scripts/predict.py"
+
+
+rule gather_predictions:
+    input:
+        parts=prediction_groups,
+        tree=tree_file(),
+        library=library("predict", "schema"),
+    output:
+        predictions="results/{run}/{split}_predictions.h5",
+        summary="results/{run}/{split}_posteriors.parquet",
+    log:
+        "logs/{run}/gather_{split}.log",
+    conda:
+        "../envs/tensorflow.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        binomial_answer=config["train"]["binomial_answer"],
+        seed=config["seed"],
+        question_suffix=config["schema"]["question_suffix"],
+    script:
+        "../scripts/gather_predictions.py"

@@ -1,0 +1,47 @@
+rule full_training_set:
+    input:
+        splits=f"{DATA}/splits.csv",
+        catalogue=f"{DATA}/catalogue.parquet",
+        library=library("rounds"),
+    output:
+        labelled="results/full/labelled.csv",
+    log:
+        "logs/full/training_set.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        splits=["initial", "pool"],
+    script:
+        "../scripts/full_training_set.py"
+
+
+rule train:
+    input:
+        shards=[shards("initial"), shards("pool")],
+        val=shards("val"),
+        labelled="results/{run}/labelled.csv",
+        tree=tree_file(),
+        library=library("training", "models", "losses", "shards", "schema"),
+    output:
+        model="results/{run}/model.keras",
+        history="results/{run}/history.csv",
+        tensorboard=directory("results/{run}/tensorboard"),
+    log:
+        "logs/{run}/train.log",
+    benchmark:
+        "results/benchmarks/{run}/train.tsv"
+    conda:
+        "../envs/tensorflow.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    params:
+        train=config["train"],
+        seed=config["seed"],
+        question_suffix=config["schema"]["question_suffix"],
+        # What a killed training resumes from; not an output, so Snakemake leaves it in place.
+        state_dir=lambda wildcards: f"results/{wildcards.run}/train_state",
+    script:
+        "../scripts/train.py"

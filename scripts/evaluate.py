@@ -1,0 +1,16 @@
+"""Snakemake entry point: score the test-set posteriors (accuracy, calibration, truth)."""
+
+from zooflow.metrics import evaluate_predictions
+from zooflow.runlog import log_to
+from zooflow.schema import load_schema
+
+with log_to(snakemake.log[0]):
+    evaluate_predictions(
+        snakemake.input.predictions,
+        load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+        snakemake.output,
+        truth_path=snakemake.input.truth or None,
+        min_votes=snakemake.params.min_votes,
+        confident_threshold=snakemake.params.confident_threshold,
+        binomial_answer=snakemake.params.binomial_answer,
+    )

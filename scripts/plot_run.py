@@ -1,0 +1,17 @@
+"""Snakemake entry point: calibration, posterior and training-curve figures for one run."""
+
+from zooflow.plots import plot_run
+from zooflow.runlog import log_to
+from zooflow.schema import load_schema
+
+with log_to(snakemake.log[0]):
+    plot_run(
+        predictions_path=snakemake.input.predictions,
+        coverage_path=snakemake.input.coverage,
+        history_path=snakemake.input.history,
+        images_path=snakemake.input.images,
+        schema=load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+        out=snakemake.output,
+        binomial_answer=snakemake.params.binomial_answer,
+        seed=snakemake.params.seed,
+    )

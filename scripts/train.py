@@ -1,0 +1,19 @@
+"""Snakemake entry point: train one model on the run's labelled galaxies."""
+
+from zooflow.runlog import log_to
+from zooflow.schema import load_schema
+from zooflow.training import TrainingConfig, train_model
+
+with log_to(snakemake.log[0]):
+    train_model(
+        snakemake.input.shards,
+        [snakemake.input.val],
+        load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+        TrainingConfig(**snakemake.params.train),
+        model_path=snakemake.output.model,
+        history_path=snakemake.output.history,
+        state_dir=snakemake.params.state_dir,
+        tensorboard_dir=snakemake.output.tensorboard,
+        train_ids=snakemake.input.labelled,
+        seed=snakemake.params.seed,
+    )

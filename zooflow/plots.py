@@ -1,0 +1,201 @@
+"""Figures a person looks at: calibration, posteriors per galaxy, training curves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import h5py
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from zooflow.schema import Question, Schema  # noqa: E402
+
+KEY_ANSWERS = (
+    "smooth-or-featured_smooth",
+    "smooth-or-featured_featured-or-disk",
+    "disk-edge-on_yes",
+    "has-spiral-arms_yes",
+    "bar_no",
+)
+
+
+def plot_coverage(coverage: pd.DataFrame, out_path: str | Path) -> None:
+    """W+20 coverage: predicted vs observed probability of k within E[k] ± e, per answer."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    answers = [a for a in coverage["answer"].unique() if _plain(a) in KEY_ANSWERS] or list(
+        coverage["answer"].unique()[:5]
+    )
+    for answer in answers:
+        part = coverage[coverage["answer"] == answer]
+        ax.plot(part["observed"], part["predicted"], marker="o", ms=3, label=answer)
+    mean = coverage.groupby("error_fraction")[["observed", "predicted"]].mean()
+    ax.plot(mean["observed"], mean["predicted"], color="k", lw=2, label="mean over answers")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
+    ax.set_xlabel("observed frequency of k within E[k] ± e")
+    ax.set_ylabel("predicted probability of k within E[k] ± e")
+    ax.set_xlim(0, 1.01)
+    ax.set_ylim(0, 1.01)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("Discrete coverage (W+20), e = 0 … N")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=120)
+    plt.close(fig)
+
+
+def _plain(answer: str) -> str:
+    question, _, choice = answer.rpartition("_")
+    for suffix in ("-dr5", "-gz2", "-dr8", "-dr12"):
+        question = question.removesuffix(suffix)
+    return f"{question}_{choice}"
+
+
+def plot_training(history: pd.DataFrame, out_path: str | Path) -> None:
+    """Training and validation loss per epoch, and per-question validation losses if logged."""
+    per_question = [c for c in history.columns if c.startswith("val_loss_")]
+    ncols = 2 if per_question else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(5 * ncols, 4), squeeze=False)
+    epoch = history["epoch"] + 1 if "epoch" in history else np.arange(1, len(history) + 1)
+    axes[0, 0].plot(epoch, history["loss"], label="training")
+    if "val_loss" in history:
+        axes[0, 0].plot(epoch, history["val_loss"], label="validation")
+    axes[0, 0].set_xlabel("epoch")
+    axes[0, 0].set_ylabel("loss (negative log-likelihood per galaxy)")
+    axes[0, 0].legend()
+    if per_question:
+        for col in per_question:
+            axes[0, 1].plot(epoch, history[col], label=col.removeprefix("val_loss_"))
+        axes[0, 1].set_xlabel("epoch")
+        axes[0, 1].set_ylabel("validation loss per question")
+        axes[0, 1].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=120)
+    plt.close(fig)
+
+
+def _vote_posteriors(
+    concentrations: np.ndarray, schema: Schema, answer: str, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pass Beta-binomial pmfs (T, n+1) of the answer's vote count, and their mixture."""
+    i = schema.label_cols.index(answer)
+    q = schema.questions[schema.answer_question_index[i]]
+    a = concentrations[i, :].astype(np.float64)
+    b = concentrations[q.indices, :].astype(np.float64).sum(axis=0) - a
+    k = np.arange(n + 1)
+    per_pass = stats.betabinom.pmf(k[None, :], n, a[:, None], b[:, None])
+    return per_pass, per_pass.mean(axis=0)
+
+
+def plot_posteriors(
+    ids: Sequence[str],
+    votes: np.ndarray,
+    predictions: np.ndarray,
+    images: Mapping[str, np.ndarray],
+    schema: Schema,
+    out_path: str | Path,
+    *,
+    answer: str | None = None,
+    n_galaxies: int = 6,
+    seed: int = 0,
+) -> None:
+    """The W+20 posterior figure, one galaxy per row: the image | one pass's posterior over the
+    answer's vote count | every pass in grey with their mixture, the observed count marked."""
+    answer = answer or schema.label_cols[0]
+    i = schema.label_cols.index(answer)
+    totals = schema.question_totals(votes)[:, schema.answer_question_index[i]].astype(int)
+    candidates = np.flatnonzero(totals > 0)
+    if len(candidates) == 0:
+        candidates = np.arange(len(ids))
+    rng = np.random.default_rng(seed)
+    # Spread the chosen galaxies over the predicted fraction, from clearly no to clearly yes.
+    fraction = predictions[candidates, i, :].mean(axis=1) / np.maximum(
+        predictions[candidates][:, schema.questions[schema.answer_question_index[i]].indices, :]
+        .sum(axis=1)
+        .mean(axis=1),
+        1e-9,
+    )
+    order = candidates[np.argsort(fraction, kind="stable")]
+    picks = order[np.linspace(0, len(order) - 1, min(n_galaxies, len(order))).astype(int)]
+    if len(picks) == 0:
+        picks = rng.choice(len(ids), size=min(n_galaxies, len(ids)), replace=False)
+    fig, axes = plt.subplots(len(picks), 3, figsize=(10, 2.2 * len(picks)), squeeze=False)
+    for row, g in enumerate(picks):
+        n = max(int(totals[g]), 1)
+        per_pass, mixture = _vote_posteriors(predictions[g], schema, answer, n)
+        image = images.get(str(ids[g]))
+        ax_img, ax_one, ax_all = axes[row]
+        if image is not None:
+            ax_img.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
+        ax_img.set_title(str(ids[g]), fontsize=8)
+        ax_img.axis("off")
+        k = np.arange(n + 1)
+        ax_one.bar(k, per_pass[0], color="tab:blue", width=0.9)
+        ax_one.axvline(votes[g, i], color="tab:red", lw=2, label="observed")
+        ax_one.set_ylabel("p(k)")
+        for t in range(per_pass.shape[0]):
+            ax_all.plot(k, per_pass[t], color="grey", alpha=0.3, lw=0.8)
+        ax_all.plot(k, mixture, color="k", lw=2, label="mixture over passes")
+        ax_all.axvline(votes[g, i], color="tab:red", lw=2, label="observed")
+        if row == 0:
+            ax_one.set_title("one dropout pass", fontsize=9)
+            ax_all.set_title(f"{per_pass.shape[0]} passes and their mixture", fontsize=9)
+            ax_all.legend(fontsize=7)
+        if row == len(picks) - 1:
+            ax_one.set_xlabel(f"votes for {answer} (k of N)")
+            ax_all.set_xlabel(f"votes for {answer} (k of N)")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+
+
+def _binomial_as_concentrations(rho: np.ndarray, strength: float = 1e6) -> np.ndarray:
+    """ρ samples (G, T) as near-degenerate 2-answer concentrations, to reuse the Beta-binomial
+    plotting: Beta(ρ·s, (1−ρ)·s) → Binomial(N, ρ) as s grows."""
+    return np.stack([rho * strength, (1 - rho) * strength], axis=1)
+
+
+def plot_run(
+    *,
+    predictions_path: str | Path,
+    coverage_path: str | Path,
+    history_path: str | Path,
+    images_path: str | Path,
+    schema: Schema,
+    out: Mapping[str, str],
+    binomial_answer: str = "smooth-or-featured_smooth",
+    seed: int = 0,
+) -> None:
+    """Every figure of one run: ``out`` names coverage, posteriors and training paths."""
+    from zooflow.predict import read_predictions
+
+    ids, votes, predictions, attrs = read_predictions(predictions_path)
+    plot_coverage(pd.read_csv(coverage_path), out["coverage"])
+    plot_training(pd.read_csv(history_path), out["training"])
+    with h5py.File(images_path, "r") as f:
+        index = {s: n for n, s in enumerate(f["id_str"].asstr()[:])}
+        wanted = sorted(index[i] for i in ids if i in index)
+        stack = f["images"][wanted] if wanted else np.empty((0,))
+        images = {str(f["id_str"].asstr()[n]): stack[k] for k, n in enumerate(wanted)}
+    if str(attrs.get("head", "dirichlet")) == "binomial":
+        # One answer against the rest of its question, drawn as a two-answer tree.
+        i = schema.label_cols.index(binomial_answer)
+        k = votes[:, i]
+        total = schema.question_totals(votes)[:, schema.answer_question_index[i]]
+        binary = Schema("binomial", (Question(binomial_answer, ("yes", "no"), None, 0),))
+        concentrations = _binomial_as_concentrations(predictions.reshape(len(ids), -1))
+        plot_posteriors(
+            ids,
+            np.stack([k, total - k], axis=1),
+            concentrations,
+            images,
+            binary,
+            out["posteriors"],
+            seed=seed,
+        )
+    else:
+        plot_posteriors(ids, votes, predictions, images, schema, out["posteriors"], seed=seed)

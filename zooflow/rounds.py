@@ -1,0 +1,36 @@
+"""Who is labelled when: training sets of the supervised run and of active-learning rounds."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+def read_splits(splits_path: str | Path, catalogue_path: str | Path) -> pd.DataFrame:
+    """id_str, split, labelled — one row per galaxy, in catalogue order."""
+    splits = pd.read_csv(splits_path, dtype={"id_str": str})
+    labelled = pd.read_parquet(catalogue_path, columns=["id_str", "labelled"])
+    table = labelled.merge(splits, on="id_str", how="left", validate="one_to_one")
+    if table["split"].isna().any():
+        missing = table.loc[table["split"].isna(), "id_str"].head(3).tolist()
+        raise ValueError(f"{splits_path} has no split for galaxies such as {missing}")
+    return table
+
+
+def write_labelled_from_splits(
+    splits_path: str | Path,
+    catalogue_path: str | Path,
+    splits: Sequence[str],
+    out_path: str | Path,
+) -> pd.DataFrame:
+    """Every galaxy with votes in the given splits: the supervised run's training set."""
+    table = read_splits(splits_path, catalogue_path)
+    chosen = table[table["split"].isin(list(splits)) & table["labelled"]][["id_str", "split"]]
+    chosen.to_csv(out_path, index=False)
+    log.info("%d labelled galaxies in %s", len(chosen), ", ".join(splits))
+    return chosen

@@ -1,0 +1,342 @@
+"""Training a Bayesian CNN on vote counts (W+20; Zoobot's Dirichlet-multinomial successor).
+
+The tf.data pipeline reads TFRecord shards, optionally keeps only a given set of galaxy ids (the
+labelled set of an active-learning round), and feeds (image, votes) batches. Training uses Adam,
+early stopping on the validation loss and a best-model checkpoint, and can be killed and rerun:
+BackupAndRestore resumes at the last finished epoch and the best checkpoint, its score and the
+CSV log survive in a state folder next to the outputs until training completes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from zooflow.schema import Schema
+
+log = logging.getLogger(__name__)
+
+HEADS = ("dirichlet", "binomial")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/inf: nothing trustworthy to save."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Tunables of one training run; field names are the keys of `train:` in the config.
+
+    model: builder name (w20_cnn, efficientnet_b0); head: dirichlet (whole tree,
+    Dirichlet-multinomial loss) or binomial (one answer, W+20's binomial loss on
+    `binomial_answer`); dropout_rate: None keeps the builder's default; device: auto uses every GPU
+    present (MirroredStrategy, mixed precision) and falls back to the CPU; deterministic: seeded,
+    order-preserving input pipeline and deterministic TensorFlow ops.
+    """
+
+    model: str = "w20_cnn"
+    head: str = "dirichlet"
+    binomial_answer: str = "smooth-or-featured_smooth"
+    batch_size: int = 64
+    epochs: int = 30
+    patience: int = 5
+    learning_rate: float = 1e-3
+    dropout_rate: float | None = None
+    augment: bool = True
+    weights_path: str = ""
+    shuffle_buffer: int = 2048
+    cache: bool = True
+    device: str = "auto"
+    deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"train.head must be one of {HEADS}, not {self.head!r}")
+        if self.device not in ("auto", "cpu", "gpu"):
+            raise ValueError(f"train.device must be auto, cpu or gpu, not {self.device!r}")
+        for name in ("batch_size", "epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be at least 1")
+
+
+def configure_tensorflow(seed: int, deterministic: bool, device: str = "auto"):
+    """Seed everything and choose the distribution strategy; returns the tf.distribute strategy.
+
+    On GPU machines (`auto` with GPUs present, or `gpu`) training is mirrored over every GPU in
+    mixed precision; on the CPU it runs in float32 with the default strategy.
+    """
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    gpus = tf.config.list_physical_devices("GPU")
+    if device == "gpu" and not gpus:
+        raise RuntimeError("train.device is 'gpu' but TensorFlow sees no GPU")
+    if device == "cpu" or not gpus:
+        keras.mixed_precision.set_global_policy("float32")
+        return tf.distribute.get_strategy()
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    log.info("training on %d GPU(s) with mixed precision", len(gpus))
+    return tf.distribute.MirroredStrategy()
+
+
+def manifest_path(source: str | Path) -> Path:
+    """A split's manifest, given the manifest itself or the split's shard folder."""
+    source = Path(source)
+    return source / "manifest.json" if source.is_dir() else source
+
+
+def shard_files(
+    sources: Sequence[str | Path], shard_group: tuple[int, int] | None = None
+) -> tuple[list[str], tuple[int, int, int]]:
+    """Shard files of the given splits (optionally one group of G, for parallel prediction)."""
+    from zooflow.shards import read_manifest
+
+    files: list[str] = []
+    shapes = set()
+    for source in sources:
+        path = manifest_path(source)
+        manifest = read_manifest(path)
+        shapes.add(tuple(manifest["image_shape"]))
+        files.extend(str(path.parent / entry["name"]) for entry in manifest["files"])
+    if len(shapes) > 1:
+        raise ValueError(f"shards disagree on the image shape: {sorted(shapes)}")
+    if shard_group is not None:
+        group, n_groups = shard_group
+        if not 0 <= group < n_groups:
+            raise ValueError(f"shard group {group} is not one of 0..{n_groups - 1}")
+        files = files[group::n_groups]
+    return files, (shapes.pop() if shapes else (0, 0, 0))
+
+
+def read_ids(ids: Sequence[str] | str | Path | None) -> list[str] | None:
+    """Galaxy ids given directly or as a CSV file with an ``id_str`` column."""
+    if ids is None:
+        return None
+    if isinstance(ids, str | Path):
+        return pd.read_csv(ids, dtype={"id_str": str})["id_str"].tolist()
+    return [str(i) for i in ids]
+
+
+def make_dataset(
+    sources: Sequence[str | Path],
+    schema: Schema,
+    *,
+    batch_size: int,
+    ids: Sequence[str] | str | Path | None = None,
+    shuffle: bool = False,
+    shuffle_buffer: int = 2048,
+    seed: int = 0,
+    cache: bool = False,
+    deterministic: bool = True,
+    with_ids: bool = False,
+    shard_group: tuple[int, int] | None = None,
+):
+    """Batches of (image float32, votes float32) — or (image, votes, id_str) — from shards.
+
+    ``sources`` are shard folders or their manifests. ``ids`` keeps only those galaxies: how an
+    active-learning round trains on exactly its labelled set while the pool's held-back labels
+    stay in the same shards, unread.
+    """
+    from zooflow.shards import parse_example
+
+    files, image_shape = shard_files(sources, shard_group)
+    ids = read_ids(ids)
+    dataset = tf.data.Dataset.from_tensor_slices(tf.constant(files or [""], dtype=tf.string))
+    if not files:
+        dataset = dataset.take(0)
+    if shuffle:
+        dataset = dataset.shuffle(max(len(files), 1), seed=seed)
+    dataset = dataset.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=4,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
+    dataset = dataset.map(
+        lambda record: parse_example(record, schema.n_answers, image_shape),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
+    if ids is not None:
+        keep = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(ids or [""], dtype=tf.string),
+                tf.fill([max(len(ids), 1)], 1 if ids else 0),
+            ),
+            default_value=0,
+        )
+        dataset = dataset.filter(lambda ex: keep.lookup(ex["id_str"]) > 0)
+
+    def to_arrays(ex):
+        image = tf.cast(ex["image"], tf.float32)
+        votes = tf.cast(ex["votes"], tf.float32)
+        return (image, votes, ex["id_str"]) if with_ids else (image, votes)
+
+    dataset = dataset.map(to_arrays, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if cache:
+        dataset = dataset.cache()
+    if shuffle:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return dataset.with_options(options)
+
+
+def _loss_and_metrics(config: TrainingConfig, schema: Schema):
+    from zooflow.losses import build_loss, per_question_metrics
+
+    if config.head == "dirichlet":
+        return build_loss("dirichlet_multinomial", schema), per_question_metrics(schema)
+    answer_index = schema.label_cols.index(config.binomial_answer)
+    return build_loss("binomial", schema, answer_index=answer_index), []
+
+
+def build_training_model(config: TrainingConfig, schema: Schema, input_shape, seed: int):
+    """Model for the configured head; its output layer is float32 even in mixed precision."""
+    from zooflow.models import build_model
+
+    return build_model(
+        config.model,
+        input_shape=tuple(input_shape),
+        head=config.head,
+        n_answers=schema.n_answers,
+        dropout_rate=config.dropout_rate,
+        augment=config.augment,
+        weights_path=config.weights_path or None,
+        seed=seed,
+    )
+
+
+def _best_logged_val_loss(csv_log: Path) -> float | None:
+    if not csv_log.exists() or csv_log.stat().st_size == 0:
+        return None
+    logged = pd.read_csv(csv_log)
+    if "val_loss" not in logged or logged["val_loss"].dropna().empty:
+        return None
+    return float(logged["val_loss"].min())
+
+
+def train_model(
+    train_manifests: Sequence[str | Path],
+    val_manifests: Sequence[str | Path],
+    schema: Schema,
+    config: TrainingConfig,
+    *,
+    model_path: str | Path,
+    history_path: str | Path,
+    state_dir: str | Path,
+    tensorboard_dir: str | Path | None = None,
+    train_ids: Sequence[str] | str | Path | None = None,
+    seed: int = 0,
+    extra_callbacks: Sequence = (),
+) -> pd.DataFrame:
+    """Train, keep the best model by validation loss, and return the per-epoch history.
+
+    ``state_dir`` holds what a killed run needs to resume (BackupAndRestore files, the best
+    checkpoint, the CSV log); it is removed once training completes and the outputs are written.
+    """
+    model_path, history_path, state_dir = Path(model_path), Path(history_path), Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    train_ids = read_ids(train_ids)
+    strategy = configure_tensorflow(seed, config.deterministic, config.device)
+    n_gpus = max(strategy.num_replicas_in_sync, 1)
+    batch_size = config.batch_size * n_gpus
+
+    train = make_dataset(
+        train_manifests,
+        schema,
+        batch_size=batch_size,
+        ids=train_ids,
+        shuffle=True,
+        shuffle_buffer=config.shuffle_buffer,
+        seed=seed,
+        cache=config.cache,
+        deterministic=config.deterministic,
+    )
+    val = make_dataset(val_manifests, schema, batch_size=batch_size, cache=config.cache)
+    _, image_shape = shard_files(train_manifests)
+    n_train = _count_examples(train_manifests, train_ids)
+    if n_train == 0:
+        raise ValueError("no galaxies to train on: the training set is empty")
+    log.info(
+        "training %s/%s on %d galaxies, image %s", config.model, config.head, n_train, image_shape
+    )
+
+    with strategy.scope():
+        model = build_training_model(config, schema, image_shape, seed)
+        loss, metrics = _loss_and_metrics(config, schema)
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+            loss=loss,
+            metrics=metrics,
+        )
+
+    best_path = state_dir / "best.keras"
+    csv_log = state_dir / "history.csv"
+    best_so_far = _best_logged_val_loss(csv_log)
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        best_path,
+        monitor="val_loss",
+        save_best_only=True,
+        initial_value_threshold=best_so_far,
+    )
+    nan_guard = _NaNGuard()
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(state_dir / "backup"), delete_checkpoint=True),
+        nan_guard,
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
+        checkpoint,
+        keras.callbacks.CSVLogger(str(csv_log), append=True),
+        *extra_callbacks,
+    ]
+    if tensorboard_dir is not None:
+        callbacks.append(keras.callbacks.TensorBoard(str(tensorboard_dir), write_graph=False))
+
+    model.fit(train, validation_data=val, epochs=config.epochs, callbacks=callbacks, verbose=2)
+
+    history = pd.read_csv(csv_log)
+    if nan_guard.diverged or not np.isfinite(history["loss"].to_numpy()).all():
+        raise TrainingDiverged(
+            f"training loss became NaN or infinite (see {csv_log}); refusing to save the model. "
+            "Try a lower train.learning_rate."
+        )
+    if not best_path.exists():
+        raise TrainingDiverged(f"no finite validation loss in {csv_log}; nothing to save")
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(best_path, model_path)
+    history.to_csv(history_path, index=False)
+    (model_path.parent / "training_config.json").write_text(
+        json.dumps({**asdict(config), "seed": seed, "n_train": n_train}, indent=2)
+    )
+    shutil.rmtree(state_dir, ignore_errors=True)
+    return history
+
+
+class _NaNGuard(keras.callbacks.TerminateOnNaN):
+    """TerminateOnNaN that remembers it fired, so the step can fail instead of saving garbage."""
+
+    diverged = False
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self.diverged = True
+        super().on_batch_end(batch, logs)
+
+
+def _count_examples(manifests: Sequence[str | Path], ids: Sequence[str] | None) -> int:
+    if ids is not None:
+        return len(set(ids))
+    return sum(json.loads(manifest_path(m).read_text())["count"] for m in manifests)
