@@ -2,7 +2,8 @@ rule full_training_set:
     input:
         splits=f"{DATA}/splits.csv",
         catalogue=f"{DATA}/catalogue.parquet",
-        library=library("rounds"),
+        tree=tree_file(),
+        library=library("rounds", "schema"),
     output:
         labelled="results/full/labelled.csv",
     log:
@@ -11,6 +12,7 @@ rule full_training_set:
         "../envs/data.yaml"
     params:
         splits=["initial", "pool"],
+        question_suffix=config["schema"]["question_suffix"],
     script:
         "../scripts/full_training_set.py"
 

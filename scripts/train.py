@@ -14,6 +14,6 @@ with log_to(snakemake.log[0]):
         history_path=snakemake.output.history,
         state_dir=snakemake.params.state_dir,
         tensorboard_dir=snakemake.output.tensorboard,
-        train_ids=snakemake.input.labelled,
+        labels=snakemake.input.labelled,
         seed=snakemake.params.seed,
     )

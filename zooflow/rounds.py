@@ -8,13 +8,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from zooflow.schema import Schema
+
 log = logging.getLogger(__name__)
 
 
-def read_splits(splits_path: str | Path, catalogue_path: str | Path) -> pd.DataFrame:
-    """id_str, split, labelled — one row per galaxy, in catalogue order."""
+def read_splits(
+    splits_path: str | Path, catalogue_path: str | Path, schema: Schema | None = None
+) -> pd.DataFrame:
+    """id_str, split, labelled (and the votes, given a schema): one row per galaxy, in order."""
     splits = pd.read_csv(splits_path, dtype={"id_str": str})
-    labelled = pd.read_parquet(catalogue_path, columns=["id_str", "labelled"])
+    columns = ["id_str", "labelled", *(schema.label_cols if schema else [])]
+    labelled = pd.read_parquet(catalogue_path, columns=columns)
     table = labelled.merge(splits, on="id_str", how="left", validate="one_to_one")
     if table["split"].isna().any():
         missing = table.loc[table["split"].isna(), "id_str"].head(3).tolist()
@@ -25,12 +30,14 @@ def read_splits(splits_path: str | Path, catalogue_path: str | Path) -> pd.DataF
 def write_labelled_from_splits(
     splits_path: str | Path,
     catalogue_path: str | Path,
+    schema: Schema,
     splits: Sequence[str],
     out_path: str | Path,
 ) -> pd.DataFrame:
-    """Every galaxy with votes in the given splits: the supervised run's training set."""
-    table = read_splits(splits_path, catalogue_path)
-    chosen = table[table["split"].isin(list(splits)) & table["labelled"]][["id_str", "split"]]
+    """Every galaxy with votes in the given splits, with its votes: a training set."""
+    table = read_splits(splits_path, catalogue_path, schema)
+    keep = table["split"].isin(list(splits)) & table["labelled"]
+    chosen = table.loc[keep, ["id_str", "split", *schema.label_cols]]
     chosen.to_csv(out_path, index=False)
     log.info("%d labelled galaxies in %s", len(chosen), ", ".join(splits))
     return chosen

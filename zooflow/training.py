@@ -119,6 +119,19 @@ def shard_files(
     return files, (shapes.pop() if shapes else (0, 0, 0))
 
 
+def read_labels(labels: pd.DataFrame | str | Path, schema: Schema) -> pd.DataFrame:
+    """A labelled set: ``id_str`` plus the schema's vote columns (a DataFrame or a CSV)."""
+    if not isinstance(labels, pd.DataFrame):
+        labels = pd.read_csv(labels, dtype={"id_str": str})
+    missing = [c for c in ["id_str", *schema.label_cols] if c not in labels.columns]
+    if missing:
+        raise ValueError(f"labelled set lacks columns {missing[:5]}")
+    if labels["id_str"].duplicated().any():
+        dup = labels.loc[labels["id_str"].duplicated(), "id_str"].iloc[0]
+        raise ValueError(f"labelled set lists galaxy {dup!r} twice")
+    return labels
+
+
 def read_ids(ids: Sequence[str] | str | Path | None) -> list[str] | None:
     """Galaxy ids given directly or as a CSV file with an ``id_str`` column."""
     if ids is None:
@@ -134,6 +147,7 @@ def make_dataset(
     *,
     batch_size: int,
     ids: Sequence[str] | str | Path | None = None,
+    labels: pd.DataFrame | str | Path | None = None,
     shuffle: bool = False,
     shuffle_buffer: int = 2048,
     seed: int = 0,
@@ -144,9 +158,10 @@ def make_dataset(
 ):
     """Batches of (image float32, votes float32) — or (image, votes, id_str) — from shards.
 
-    ``sources`` are shard folders or their manifests. ``ids`` keeps only those galaxies: how an
-    active-learning round trains on exactly its labelled set while the pool's held-back labels
-    stay in the same shards, unread.
+    ``sources`` are shard folders or their manifests. ``ids`` keeps only those galaxies.
+    ``labels`` (id_str + vote columns) keeps only its galaxies *and* takes their votes from it
+    instead of the shards: an active-learning round trains on exactly the votes the oracle has
+    revealed, and the pool's held-back votes in the shards are never read.
     """
     from zooflow.shards import parse_example
 
@@ -168,19 +183,30 @@ def make_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=deterministic,
     )
+    revealed = None
+    if labels is not None:
+        table = read_labels(labels, schema)
+        ids = table["id_str"].tolist()
+        revealed = tf.constant(
+            table[schema.label_cols].to_numpy(np.float32).reshape(-1, schema.n_answers)
+        )
     if ids is not None:
-        keep = tf.lookup.StaticHashTable(
+        # id -> row in `ids` (+1, so that 0 means "not wanted")
+        row_of = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
                 tf.constant(ids or [""], dtype=tf.string),
-                tf.fill([max(len(ids), 1)], 1 if ids else 0),
+                tf.range(1, len(ids) + 1, dtype=tf.int64) if ids else tf.zeros([1], tf.int64),
             ),
             default_value=0,
         )
-        dataset = dataset.filter(lambda ex: keep.lookup(ex["id_str"]) > 0)
+        dataset = dataset.filter(lambda ex: row_of.lookup(ex["id_str"]) > 0)
 
     def to_arrays(ex):
         image = tf.cast(ex["image"], tf.float32)
-        votes = tf.cast(ex["votes"], tf.float32)
+        if revealed is None:
+            votes = tf.cast(ex["votes"], tf.float32)
+        else:
+            votes = tf.gather(revealed, row_of.lookup(ex["id_str"]) - 1)
         return (image, votes, ex["id_str"]) if with_ids else (image, votes)
 
     dataset = dataset.map(to_arrays, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -238,18 +264,19 @@ def train_model(
     history_path: str | Path,
     state_dir: str | Path,
     tensorboard_dir: str | Path | None = None,
-    train_ids: Sequence[str] | str | Path | None = None,
+    labels: pd.DataFrame | str | Path | None = None,
     seed: int = 0,
     extra_callbacks: Sequence = (),
 ) -> pd.DataFrame:
     """Train, keep the best model by validation loss, and return the per-epoch history.
 
-    ``state_dir`` holds what a killed run needs to resume (BackupAndRestore files, the best
+    ``labels`` (id_str + votes) is the training set; None trains on every galaxy in the shards
+    with the shards' votes. ``state_dir`` holds what a killed run needs to resume (BackupAndRestore files, the best
     checkpoint, the CSV log); it is removed once training completes and the outputs are written.
     """
     model_path, history_path, state_dir = Path(model_path), Path(history_path), Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
-    train_ids = read_ids(train_ids)
+    labels = None if labels is None else read_labels(labels, schema)
     strategy = configure_tensorflow(seed, config.deterministic, config.device)
     n_gpus = max(strategy.num_replicas_in_sync, 1)
     batch_size = config.batch_size * n_gpus
@@ -258,7 +285,7 @@ def train_model(
         train_manifests,
         schema,
         batch_size=batch_size,
-        ids=train_ids,
+        labels=labels,
         shuffle=True,
         shuffle_buffer=config.shuffle_buffer,
         seed=seed,
@@ -267,7 +294,7 @@ def train_model(
     )
     val = make_dataset(val_manifests, schema, batch_size=batch_size, cache=config.cache)
     _, image_shape = shard_files(train_manifests)
-    n_train = _count_examples(train_manifests, train_ids)
+    n_train = _count_examples(train_manifests, labels)
     if n_train == 0:
         raise ValueError("no galaxies to train on: the training set is empty")
     log.info(
@@ -336,7 +363,7 @@ class _NaNGuard(keras.callbacks.TerminateOnNaN):
         super().on_batch_end(batch, logs)
 
 
-def _count_examples(manifests: Sequence[str | Path], ids: Sequence[str] | None) -> int:
-    if ids is not None:
-        return len(set(ids))
+def _count_examples(manifests: Sequence[str | Path], labels: pd.DataFrame | None) -> int:
+    if labels is not None:
+        return len(labels)
     return sum(json.loads(manifest_path(m).read_text())["count"] for m in manifests)
