@@ -22,9 +22,13 @@ include: "rules/shards.smk"
 include: "rules/train.smk"
 include: "rules/predict.smk"
 include: "rules/evaluate.smk"
+include: "rules/active_learning.smk"
 
 
 rule all:
     default_target: True
     input:
         data_products(),
+        run_products("full"),
+        expand("results/full/{split}_posteriors.parquet", split=SPLITS),
+        al_products(),

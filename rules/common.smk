@@ -1,5 +1,6 @@
 # Glue shared by every stage: paths, input functions, wildcard constraints.
 import os
+import re
 
 # Jobs import zooflow from this checkout, the same files `library()` tracks as inputs, whether
 # they run in the current venv, a conda env (--sdm conda) or on a SLURM node (sbatch exports it).
@@ -11,6 +12,8 @@ os.environ.update(
 )
 
 DATA = "results/data"
+AL = "results/al/{strategy}/seed_{seed}"
+CAMPAIGN = config["active_learning"]["campaign_dir"]
 SPLITS = ["test", "val", "initial", "pool"]
 
 
@@ -23,6 +26,9 @@ wildcard_constraints:
     split="|".join(SPLITS),
     run=RUN,
     group=r"\d+",
+    strategy=r"[a-z_]+",
+    seed=r"\d+",
+    round=r"\d+",
 
 
 def library(*modules):
@@ -61,8 +67,8 @@ def shards(split):
 
 
 def prediction_targets(wildcards):
-    """Only the galaxies still unlabelled are predicted in the pool; the test set in full."""
-    if wildcards.split == "pool":
+    """An active-learning round predicts only the pool galaxies still waiting; all else in full."""
+    if wildcards.split == "pool" and wildcards.run.startswith("al/"):
         return {"ids": f"results/{wildcards.run}/unlabelled.csv"}
     return {}
 
@@ -87,3 +93,76 @@ def run_products(run):
         f"results/{run}/figures/posteriors.png",
         f"results/{run}/figures/training.png",
     ]
+
+
+def run_seed(wildcards):
+    """Active-learning repeats differ by seed; the supervised run uses the global seed."""
+    match = re.search(r"seed_(\d+)", wildcards.run)
+    return int(match.group(1)) if match else config["seed"]
+
+
+def round_dir(wildcards, round_offset=0):
+    r = int(wildcards.round) + round_offset
+    return f"results/al/{wildcards.strategy}/seed_{wildcards.seed}/round_{r}"
+
+
+def revealed_votes(wildcards):
+    """What the oracle reads: held-back catalogue votes, or the campaign's uploaded votes."""
+    if config["active_learning"]["oracle"] == "campaign":
+        return f"{CAMPAIGN}/round_{int(wildcards.round) - 1}/votes.csv"
+    return f"{DATA}/catalogue.parquet"
+
+
+def warm_start_model(wildcards):
+    """The previous round's model, when rounds continue training instead of restarting."""
+    match = re.search(r"round_(\d+)$", wildcards.run)
+    if (
+        not config["active_learning"]["warm_start"]
+        or not match
+        or match.group(1) == "0"
+    ):
+        return []
+    previous = re.sub(r"round_\d+$", f"round_{int(match.group(1)) - 1}", wildcards.run)
+    return f"results/{previous}/model.keras"
+
+
+def campaign_rounds_ready():
+    """Rounds whose volunteers' votes have been placed in the campaign folder."""
+    ready = 0
+    while os.path.exists(f"{CAMPAIGN}/round_{ready}/votes.csv"):
+        ready += 1
+    return ready
+
+
+def al_runs():
+    settings = config["active_learning"]
+    if settings["oracle"] == "campaign":
+        if len(settings["strategies"]) != 1 or len(settings["seeds"]) != 1:
+            raise WorkflowError(
+                "a campaign runs one strategy and one seed: set active_learning.strategies "
+                "and active_learning.seeds to one value each"
+            )
+        rounds = range(min(campaign_rounds_ready() + 1, settings["rounds"]))
+    else:
+        rounds = range(settings["rounds"])
+    return [
+        f"al/{strategy}/seed_{seed}/round_{r}"
+        for strategy in settings["strategies"]
+        for seed in settings["seeds"]
+        for r in rounds
+    ]
+
+
+def al_products():
+    settings = config["active_learning"]
+    if settings["oracle"] == "campaign":
+        strategy, seed = settings["strategies"][0], settings["seeds"][0]
+        latest = len(al_runs()) - 1
+        return [f"{CAMPAIGN}/round_{latest}/to_label.csv"] + [
+            f"results/{run}/evaluation/summary.json" for run in al_runs()
+        ]
+    products = ["results/al/learning_curves.csv", "results/al/labels_saved.json"]
+    for strategy in settings["strategies"]:
+        for seed in settings["seeds"]:
+            products.append(f"results/al/{strategy}/seed_{seed}/round_0/gallery.png")
+    return products

@@ -23,7 +23,7 @@ rule predict:
         passes=config["predict"]["passes"],
         batch_size=config["predict"]["batch_size"],
         shard_groups=config["predict"]["shard_groups"],
-        seed=config["seed"],
+        seed=run_seed,
         question_suffix=config["schema"]["question_suffix"],
     script:
         "../scripts/predict.py"

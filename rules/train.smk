@@ -22,6 +22,7 @@ rule train:
         shards=[shards("initial"), shards("pool")],
         val=shards("val"),
         labelled="results/{run}/labelled.csv",
+        warm_start=warm_start_model,
         tree=tree_file(),
         library=library("training", "models", "losses", "shards", "schema"),
     output:
@@ -41,7 +42,7 @@ rule train:
         runtime=240,
     params:
         train=config["train"],
-        seed=config["seed"],
+        seed=run_seed,
         question_suffix=config["schema"]["question_suffix"],
         # What a killed training resumes from; not an output, so Snakemake leaves it in place.
         state_dir=lambda wildcards: f"results/{wildcards.run}/train_state",

@@ -4,12 +4,14 @@ from zooflow.predict import gather_and_summarise
 from zooflow.runlog import log_to
 from zooflow.schema import load_schema
 
-with log_to(snakemake.log[0]):
-    gather_and_summarise(
-        snakemake.input.parts,
-        snakemake.output.predictions,
-        snakemake.output.summary,
-        load_schema(snakemake.input.tree, snakemake.params.question_suffix),
-        binomial_answer=snakemake.params.binomial_answer,
-        seed=snakemake.params.seed,
-    )
+# Guarded: process pools that spawn workers re-import this file as their main module.
+if __name__ == "__main__":
+    with log_to(snakemake.log[0]):
+        gather_and_summarise(
+            snakemake.input.parts,
+            snakemake.output.predictions,
+            snakemake.output.summary,
+            load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+            binomial_answer=snakemake.params.binomial_answer,
+            seed=snakemake.params.seed,
+        )

@@ -4,23 +4,25 @@ from zooflow.catalogue import ingest_catalogue, write_ingest
 from zooflow.runlog import log_to
 from zooflow.schema import load_schema
 
-with log_to(snakemake.log.main):
-    params = snakemake.params
-    result = ingest_catalogue(
-        snakemake.input.catalogue,
-        snakemake.input.images,
-        load_schema(snakemake.input.tree, params.question_suffix),
-        column_mapping=params.column_mapping or None,
-        id_column=params.id_column,
-        file_column=params.file_column,
-        file_template=params.file_template or None,
-        tree_tolerance=params.tree_tolerance,
-        tree_tolerance_votes=params.tree_tolerance_votes,
-        threads=snakemake.threads,
-    )
-    write_ingest(
-        result,
-        snakemake.output.clean,
-        snakemake.log.rejected,
-        max_rejected_fraction=params.max_rejected_fraction,
-    )
+# Guarded: process pools that spawn workers re-import this file as their main module.
+if __name__ == "__main__":
+    with log_to(snakemake.log.main):
+        params = snakemake.params
+        result = ingest_catalogue(
+            snakemake.input.catalogue,
+            snakemake.input.images,
+            load_schema(snakemake.input.tree, params.question_suffix),
+            column_mapping=params.column_mapping or None,
+            id_column=params.id_column,
+            file_column=params.file_column,
+            file_template=params.file_template or None,
+            tree_tolerance=params.tree_tolerance,
+            tree_tolerance_votes=params.tree_tolerance_votes,
+            threads=snakemake.threads,
+        )
+        write_ingest(
+            result,
+            snakemake.output.clean,
+            snakemake.log.rejected,
+            max_rejected_fraction=params.max_rejected_fraction,
+        )

@@ -4,14 +4,16 @@ from zooflow.plots import plot_run
 from zooflow.runlog import log_to
 from zooflow.schema import load_schema
 
-with log_to(snakemake.log[0]):
-    plot_run(
-        predictions_path=snakemake.input.predictions,
-        coverage_path=snakemake.input.coverage,
-        history_path=snakemake.input.history,
-        images_path=snakemake.input.images,
-        schema=load_schema(snakemake.input.tree, snakemake.params.question_suffix),
-        out=snakemake.output,
-        binomial_answer=snakemake.params.binomial_answer,
-        seed=snakemake.params.seed,
-    )
+# Guarded: process pools that spawn workers re-import this file as their main module.
+if __name__ == "__main__":
+    with log_to(snakemake.log[0]):
+        plot_run(
+            predictions_path=snakemake.input.predictions,
+            coverage_path=snakemake.input.coverage,
+            history_path=snakemake.input.history,
+            images_path=snakemake.input.images,
+            schema=load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+            out=snakemake.output,
+            binomial_answer=snakemake.params.binomial_answer,
+            seed=snakemake.params.seed,
+        )

@@ -3,12 +3,14 @@
 from zooflow.preprocess import preprocess_catalogue
 from zooflow.runlog import log_to
 
-with log_to(snakemake.log[0]):
-    preprocess_catalogue(
-        snakemake.input.catalogue,
-        snakemake.output.images,
-        image_size=snakemake.params.image_size,
-        crop_fraction=snakemake.params.crop_fraction,
-        greyscale=snakemake.params.greyscale,
-        threads=snakemake.threads,
-    )
+# Guarded: process pools that spawn workers re-import this file as their main module.
+if __name__ == "__main__":
+    with log_to(snakemake.log[0]):
+        preprocess_catalogue(
+            snakemake.input.catalogue,
+            snakemake.output.images,
+            image_size=snakemake.params.image_size,
+            crop_fraction=snakemake.params.crop_fraction,
+            greyscale=snakemake.params.greyscale,
+            threads=snakemake.threads,
+        )

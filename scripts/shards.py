@@ -4,14 +4,16 @@ from zooflow.runlog import log_to
 from zooflow.schema import load_schema
 from zooflow.shards import write_split_shards
 
-with log_to(snakemake.log[0]):
-    write_split_shards(
-        snakemake.input.images,
-        snakemake.input.catalogue,
-        snakemake.input.splits,
-        snakemake.wildcards.split,
-        snakemake.output.shards,
-        load_schema(snakemake.input.tree, snakemake.params.question_suffix),
-        examples_per_shard=snakemake.params.examples_per_shard,
-        threads=snakemake.threads,
-    )
+# Guarded: process pools that spawn workers re-import this file as their main module.
+if __name__ == "__main__":
+    with log_to(snakemake.log[0]):
+        write_split_shards(
+            snakemake.input.images,
+            snakemake.input.catalogue,
+            snakemake.input.splits,
+            snakemake.wildcards.split,
+            snakemake.output.shards,
+            load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+            examples_per_shard=snakemake.params.examples_per_shard,
+            threads=snakemake.threads,
+        )

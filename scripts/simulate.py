@@ -6,11 +6,13 @@ from zooflow.mock import MockSurveyConfig, simulate_survey
 from zooflow.runlog import log_to
 from zooflow.schema import load_schema
 
-with log_to(snakemake.log[0]):
-    simulate_survey(
-        out_dir=Path(snakemake.output.catalogue).parent,
-        schema=load_schema(snakemake.input.tree, snakemake.params.question_suffix),
-        config=MockSurveyConfig(**snakemake.params.mock),
-        seed=snakemake.params.seed,
-        threads=snakemake.threads,
-    )
+# Guarded: process pools that spawn workers re-import this file as their main module.
+if __name__ == "__main__":
+    with log_to(snakemake.log[0]):
+        simulate_survey(
+            out_dir=Path(snakemake.output.catalogue).parent,
+            schema=load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+            config=MockSurveyConfig(**snakemake.params.mock),
+            seed=snakemake.params.seed,
+            threads=snakemake.threads,
+        )

@@ -49,5 +49,5 @@ def run_snakemake(
 def tiny_data_run(tmp_path_factory) -> Path:
     """The data stage of the real workflow run once through Snakemake on the tiny config."""
     workdir = copy_workflow(tmp_path_factory.mktemp("tiny_data"))
-    run_snakemake(workdir, "--configfile", str(TINY_CONFIG), "data")
+    run_snakemake(workdir, "data", "--configfile", str(TINY_CONFIG))
     return workdir

@@ -199,3 +199,105 @@ def plot_run(
         )
     else:
         plot_posteriors(ids, votes, predictions, images, schema, out["posteriors"], seed=seed)
+
+
+def plot_learning_curves(curves: pd.DataFrame, saved: Mapping, out_path: str | Path) -> None:
+    """Each strategy's scores against the number of labelled galaxies, mean ± spread over seeds."""
+    metrics = [
+        m
+        for m in (
+            "rmse",
+            "rmse_truth",
+            "rmse_smooth-or-featured",
+            "rmse_bar",
+            "loss",
+            "coverage_error",
+        )
+        if m in curves and curves[m].notna().any()
+    ]
+    ncols = 3
+    nrows = int(np.ceil(len(metrics) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics, strict=False):
+        for strategy, part in curves.groupby("strategy"):
+            stats_ = part.groupby("round").agg(
+                n=("n_labelled", "mean"),
+                mean=(metric, "mean"),
+                lo=(metric, "min"),
+                hi=(metric, "max"),
+            )
+            ax.plot(stats_["n"], stats_["mean"], marker="o", ms=3, label=strategy)
+            ax.fill_between(stats_["n"], stats_["lo"], stats_["hi"], alpha=0.2)
+        title = metric
+        if metric in saved and np.isfinite(saved[metric].get("labels_saved", np.nan)):
+            title += f"  (BALD saves {100 * saved[metric]['labels_saved']:.0f}%)"
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("labelled galaxies")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(metrics) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=120)
+    plt.close(fig)
+
+
+def plot_composition(composition: pd.DataFrame, out_path: str | Path) -> None:
+    """Featured share of each round's acquisitions against the pool they were chosen from."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    if composition.empty:
+        ax.text(0.5, 0.5, "no acquisitions yet", ha="center", va="center")
+    for strategy, part in composition.groupby("strategy"):
+        mean = part.groupby("round").mean(numeric_only=True)
+        ax.plot(
+            mean.index,
+            mean["acquired_featured_fraction"],
+            marker="o",
+            label=f"{strategy}: acquired",
+        )
+        ax.plot(mean.index, mean["pool_featured_fraction"], ls="--", label=f"{strategy}: pool")
+    ax.set_xlabel("round")
+    ax.set_ylabel("fraction featured (volunteer majority)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=120)
+    plt.close(fig)
+
+
+def plot_gallery(
+    scores_path: str | Path, images_path: str | Path, out_path: str | Path, *, n_galaxies: int = 8
+) -> None:
+    """The most (top row) and least (bottom row) informative waiting galaxies, with scores."""
+    scores = pd.read_csv(scores_path, dtype={"id_str": str}).sort_values(
+        ["score", "id_str"], ascending=[False, True], kind="stable"
+    )
+    picks = {
+        "most informative": scores.head(n_galaxies),
+        "least informative": scores.tail(n_galaxies),
+    }
+    with h5py.File(images_path, "r") as f:
+        index = {s: n for n, s in enumerate(f["id_str"].asstr()[:])}
+        fig, axes = plt.subplots(2, n_galaxies, figsize=(1.6 * n_galaxies, 3.8), squeeze=False)
+        for row, (label, chosen) in enumerate(picks.items()):
+            for col in range(n_galaxies):
+                ax = axes[row, col]
+                ax.axis("off")
+                if col >= len(chosen):
+                    continue
+                galaxy = chosen.iloc[col]
+                image = f["images"][index[galaxy["id_str"]]]
+                ax.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
+                ax.set_title(f"{galaxy['score']:.3f}", fontsize=8)
+            axes[row, 0].text(
+                -0.1,
+                0.5,
+                label,
+                transform=axes[row, 0].transAxes,
+                rotation=90,
+                va="center",
+                ha="right",
+                fontsize=9,
+            )
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from zooflow.schema import Schema
@@ -41,3 +42,341 @@ def write_labelled_from_splits(
     chosen.to_csv(out_path, index=False)
     log.info("%d labelled galaxies in %s", len(chosen), ", ".join(splits))
     return chosen
+
+
+ORACLES = ("simulated", "campaign")
+
+
+def start_rounds(
+    splits_path: str | Path,
+    catalogue_path: str | Path,
+    schema: Schema,
+    labelled_out: str | Path,
+    unlabelled_out: str | Path,
+    *,
+    oracle: str = "simulated",
+) -> None:
+    """Round 0: who is labelled and who waits in the pool.
+
+    Simulated: the initial split is labelled; every pool galaxy waits, its votes held back for
+    the oracle. Campaign: pool galaxies that already have votes are labelled too (real labels
+    are never held back); only galaxies without votes wait to be shown to volunteers.
+    """
+    if oracle not in ORACLES:
+        raise ValueError(f"active_learning.oracle must be one of {ORACLES}, not {oracle!r}")
+    table = read_splits(splits_path, catalogue_path, schema)
+    labelled = (table["split"] == "initial") & table["labelled"]
+    waiting = table["split"] == "pool"
+    if oracle == "campaign":
+        labelled |= waiting & table["labelled"]
+        waiting &= ~table["labelled"]
+    else:
+        waiting &= table["labelled"]  # the simulated oracle can only reveal votes it has
+    table.loc[labelled, ["id_str", *schema.label_cols]].to_csv(labelled_out, index=False)
+    table.loc[waiting, ["id_str"]].to_csv(unlabelled_out, index=False)
+    log.info("round 0: %d labelled, %d in the pool", int(labelled.sum()), int(waiting.sum()))
+
+
+def acquire(
+    predictions_path: str | Path,
+    unlabelled_path: str | Path,
+    catalogue_path: str | Path,
+    schema: Schema,
+    *,
+    strategy: str,
+    n_acquire: int,
+    scores_out: str | Path,
+    acquired_out: str | Path,
+    head: str = "dirichlet",
+    expected_votes: float = 40,
+    question_weights: dict[str, float] | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Score every waiting galaxy with the strategy and pick the top ``n_acquire``.
+
+    Writes every score (``scores_out``: id_str, score, mi_<question>) and the acquisitions
+    (``acquired_out``: rank, id_str, file_loc, score, mi_<question>), ready to upload as
+    Zooniverse subjects in a real campaign.
+    """
+    from zooflow.acquisition import acquire_scores, top_k
+    from zooflow.predict import read_predictions
+
+    ids, _, predictions, _ = read_predictions(predictions_path)
+    waiting = set(pd.read_csv(unlabelled_path, dtype={"id_str": str})["id_str"])
+    stray = sorted(set(ids) - waiting)
+    if stray:
+        raise ValueError(
+            f"{predictions_path} holds galaxies that are not waiting in the pool, e.g. {stray[:3]}"
+        )
+    result = acquire_scores(
+        strategy,
+        predictions,
+        schema,
+        head=head,
+        expected_votes=expected_votes,
+        question_weights=question_weights or None,
+        seed=seed,
+        binomial_votes=int(round(expected_votes)),
+    )
+    scores = pd.DataFrame({"id_str": ids, "score": result.scores})
+    if result.per_question is not None:
+        names = (
+            schema.question_names
+            if result.per_question.shape[1] == schema.n_questions
+            else ["answer"]
+        )
+        for j, name in enumerate(names):
+            scores[f"mi_{name}"] = result.per_question[:, j]
+    chosen = top_k(ids, result.scores, n_acquire)
+    files = pd.read_parquet(catalogue_path, columns=["id_str", "file_loc"]).set_index("id_str")
+    acquired = scores.set_index("id_str").loc[list(chosen)].reset_index()
+    acquired.insert(0, "rank", range(1, len(acquired) + 1))
+    acquired.insert(2, "file_loc", files.loc[acquired["id_str"], "file_loc"].to_numpy())
+    scores.to_csv(scores_out, index=False)
+    acquired.to_csv(acquired_out, index=False)
+    log.info("%s acquired %d of %d waiting galaxies", strategy, len(acquired), len(ids))
+    return acquired
+
+
+def read_revealed_votes(path: str | Path, schema: Schema, acquired: set[str]) -> pd.DataFrame:
+    """Votes volunteers gave to acquired galaxies (a campaign's upload), checked row by row."""
+    votes = pd.read_csv(path, dtype={"id_str": str})
+    missing = [c for c in ["id_str", *schema.label_cols] if c not in votes.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing[:5]}{'…' if len(missing) > 5 else ''}")
+    problems = []
+    for row, record in votes.iterrows():
+        if record["id_str"] not in acquired:
+            problems.append(f"row {row}: {record['id_str']!r} was not acquired this round")
+        counts = pd.to_numeric(record[schema.label_cols], errors="coerce").to_numpy(float)
+        bad = ~np.isfinite(counts) | (counts < 0) | (counts != np.round(counts))
+        if bad.any():
+            column = schema.label_cols[int(np.flatnonzero(bad)[0])]
+            problems.append(
+                f"row {row} ({record['id_str']}): vote count {record[column]!r} in {column} "
+                "is not a non-negative integer"
+            )
+    if votes["id_str"].duplicated().any():
+        problems.append(
+            f"galaxy {votes.loc[votes['id_str'].duplicated(), 'id_str'].iloc[0]!r} appears twice"
+        )
+    if problems:
+        raise ValueError(f"{path}: " + "; ".join(problems[:10]))
+    votes[schema.label_cols] = votes[schema.label_cols].astype(np.int64)
+    return votes[["id_str", *schema.label_cols]]
+
+
+def reveal(
+    labelled_path: str | Path,
+    unlabelled_path: str | Path,
+    acquired_path: str | Path,
+    schema: Schema,
+    labelled_out: str | Path,
+    unlabelled_out: str | Path,
+    *,
+    catalogue_path: str | Path | None = None,
+    campaign_votes_path: str | Path | None = None,
+) -> pd.DataFrame:
+    """The oracle: acquired galaxies join the labelled set with their votes.
+
+    Simulated (``catalogue_path``): the held-back votes are read from the catalogue. Campaign
+    (``campaign_votes_path``): votes come from volunteers' classifications; acquired galaxies
+    that received none go back to the pool.
+    """
+    labelled = pd.read_csv(labelled_path, dtype={"id_str": str})
+    waiting = pd.read_csv(unlabelled_path, dtype={"id_str": str})
+    acquired = pd.read_csv(acquired_path, dtype={"id_str": str})["id_str"]
+    if campaign_votes_path is not None:
+        new = read_revealed_votes(campaign_votes_path, schema, set(acquired))
+    elif catalogue_path is not None:
+        held_back = pd.read_parquet(catalogue_path, columns=["id_str", *schema.label_cols])
+        new = held_back.set_index("id_str").loc[acquired].reset_index()
+    else:
+        raise ValueError("the oracle needs the catalogue (simulated) or campaign votes")
+    overlap = set(new["id_str"]) & set(labelled["id_str"])
+    if overlap:
+        raise ValueError(f"galaxies acquired twice: {sorted(overlap)[:3]}")
+    grown = pd.concat([labelled[["id_str", *schema.label_cols]], new], ignore_index=True)
+    still_waiting = waiting[~waiting["id_str"].isin(new["id_str"])]
+    grown.to_csv(labelled_out, index=False)
+    still_waiting.to_csv(unlabelled_out, index=False)
+    log.info(
+        "oracle revealed %d galaxies: %d labelled, %d waiting",
+        len(new),
+        len(grown),
+        len(still_waiting),
+    )
+    return grown
+
+
+CURVE_METRICS = {
+    "rmse": "overall RMSE against observed vote fractions",
+    "rmse_truth": "overall RMSE against the true vote fractions (mock survey)",
+    "rmse_smooth-or-featured": "smooth-or-featured RMSE against observed fractions",
+    "rmse_bar": "bar RMSE against observed fractions",
+    "loss": "best validation loss",
+    "coverage_error": "mean coverage error at e = 0.2 N",
+}
+
+
+def _question_rmse(regression: pd.DataFrame, question: str) -> float:
+    """Pooled RMSE over a question's answers: sqrt(Σ n_a rmse_a² / Σ n_a)."""
+    rows = regression[regression["answer"].str.match(rf"^{question}(-[a-z0-9]+)?_")]
+    rows = rows[rows["n_galaxies"] > 0]
+    if rows.empty:
+        return float("nan")
+    return float(np.sqrt((rows["n_galaxies"] * rows["rmse"] ** 2).sum() / rows["n_galaxies"].sum()))
+
+
+def collect_learning_curves(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per (strategy, seed, round) from each round's folder of results."""
+    import json
+    import re
+
+    rows = []
+    for run_dir in map(Path, run_dirs):
+        match = re.search(r"al/([^/]+)/seed_(\d+)/round_(\d+)$", run_dir.as_posix())
+        if not match:
+            raise ValueError(f"{run_dir} is not an active-learning round folder")
+        summary = json.loads((run_dir / "evaluation" / "summary.json").read_text())
+        regression = pd.read_csv(run_dir / "evaluation" / "regression.csv")
+        history = pd.read_csv(run_dir / "history.csv")
+        n_labelled = len(pd.read_csv(run_dir / "labelled.csv", usecols=["id_str"]))
+        rows.append(
+            {
+                "strategy": match.group(1),
+                "seed": int(match.group(2)),
+                "round": int(match.group(3)),
+                "n_labelled": n_labelled,
+                "rmse": summary["rmse"],
+                "rmse_truth": summary.get("rmse_truth"),
+                "rmse_smooth-or-featured": _question_rmse(regression, "smooth-or-featured"),
+                "rmse_bar": _question_rmse(regression, "bar"),
+                "loss": float(history["val_loss"].min()),
+                "coverage_error": summary.get("coverage_error_at_0.2N_mean"),
+            }
+        )
+    curves = pd.DataFrame(rows).sort_values(["strategy", "seed", "round"], ignore_index=True)
+    first = curves.groupby(["strategy", "seed"])["n_labelled"].transform("min")
+    curves.insert(4, "n_acquired", curves["n_labelled"] - first)
+    return curves
+
+
+def labels_needed(n_labelled: np.ndarray, metric: np.ndarray, target: float) -> float:
+    """Fewest labels at which a (lower-is-better) learning curve reaches ``target``.
+
+    Linear interpolation between rounds; NaN if the curve never gets there.
+    """
+    for i in range(len(metric)):
+        if metric[i] <= target:
+            if i == 0:
+                return float(n_labelled[0])
+            m0, m1 = metric[i - 1], metric[i]
+            n0, n1 = n_labelled[i - 1], n_labelled[i]
+            return float(n0 + (m0 - target) / (m0 - m1) * (n1 - n0))
+    return float("nan")
+
+
+def labels_saved(
+    curves: pd.DataFrame, *, strategy: str = "bald", baseline: str = "random"
+) -> dict[str, dict[str, float]]:
+    """How many fewer labels ``strategy`` needs to reach ``baseline``'s final score (W+20).
+
+    Curves are first averaged over seeds. ``labels_saved`` counts every labelled galaxy (as W+20
+    plots); ``acquired_labels_saved`` counts only those asked of volunteers after the start.
+    """
+    mean = curves.groupby(["strategy", "round"], as_index=False).mean(numeric_only=True)
+    out = {}
+    for metric in CURVE_METRICS:
+        if metric not in mean or mean[metric].isna().all():
+            continue
+        ours = mean[mean["strategy"] == strategy].sort_values("round")
+        theirs = mean[mean["strategy"] == baseline].sort_values("round")
+        if ours.empty or theirs.empty:
+            continue
+        target = float(theirs[metric].iloc[-1])
+        n_baseline = float(theirs["n_labelled"].iloc[-1])
+        n_start = float(theirs["n_labelled"].iloc[0])
+        needed = labels_needed(ours["n_labelled"].to_numpy(float), ours[metric].to_numpy(), target)
+        out[metric] = {
+            "description": CURVE_METRICS[metric],
+            f"{baseline}_final": target,
+            f"{baseline}_labels": n_baseline,
+            f"{strategy}_labels_needed": needed,
+            "labels_saved": 1 - needed / n_baseline if np.isfinite(needed) else float("nan"),
+            "acquired_labels_saved": (
+                1 - (needed - n_start) / (n_baseline - n_start)
+                if np.isfinite(needed) and n_baseline > n_start
+                else float("nan")
+            ),
+            "seeds": int(curves["seed"].nunique()),
+        }
+    return out
+
+
+def acquisition_composition(
+    run_dirs: Sequence[str | Path], catalogue_path: str | Path, schema: Schema
+) -> pd.DataFrame:
+    """Share of featured galaxies among each round's acquisitions and in its waiting pool.
+
+    W+20 saw BALD prefer featured, well-resolved galaxies over smooth ones. "Featured" means
+    most volunteers answered featured-or-disk to smooth-or-featured.
+    """
+    import re
+
+    featured_col = schema.column("smooth-or-featured", "featured-or-disk")
+    question = schema.question("smooth-or-featured")
+    votes = pd.read_parquet(
+        catalogue_path, columns=["id_str", *schema.label_cols[question.indices]]
+    ).set_index("id_str")
+    total = votes.sum(axis=1).replace(0, np.nan)
+    featured = (votes[featured_col] / total) > 0.5
+    rows = []
+    for run_dir in map(Path, run_dirs):
+        acquired_path = run_dir / "acquired.csv"
+        if not acquired_path.exists():
+            continue
+        match = re.search(r"al/([^/]+)/seed_(\d+)/round_(\d+)$", run_dir.as_posix())
+        acquired = pd.read_csv(acquired_path, dtype={"id_str": str})["id_str"]
+        waiting = pd.read_csv(run_dir / "unlabelled.csv", dtype={"id_str": str})["id_str"]
+        rows.append(
+            {
+                "strategy": match.group(1),
+                "seed": int(match.group(2)),
+                "round": int(match.group(3)),
+                "acquired_featured_fraction": float(featured.loc[acquired].mean()),
+                "pool_featured_fraction": float(featured.loc[waiting].mean()),
+                "n_acquired": len(acquired),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def summarise_rounds(
+    run_dirs: Sequence[str | Path], catalogue_path: str | Path, schema: Schema, out
+) -> dict:
+    """Learning curves, labels saved (BALD vs random) and acquisition composition, with figures.
+
+    ``out`` names curves, saved, composition, figure and composition_figure paths.
+    """
+    import json
+
+    from zooflow.plots import plot_composition, plot_learning_curves
+
+    curves = collect_learning_curves(run_dirs)
+    saved = labels_saved(curves) if {"bald", "random"} <= set(curves["strategy"]) else {}
+    composition = acquisition_composition(run_dirs, catalogue_path, schema)
+    curves.to_csv(out["curves"], index=False)
+    composition.to_csv(out["composition"], index=False)
+    with open(out["saved"], "w") as f:
+        json.dump(saved, f, indent=2)
+    for metric, numbers in saved.items():
+        log.info(
+            "labels saved by BALD on %s: %.0f%% (acquired labels: %.0f%%)",
+            metric,
+            100 * numbers["labels_saved"],
+            100 * numbers["acquired_labels_saved"],
+        )
+    plot_learning_curves(curves, saved, out["figure"])
+    plot_composition(composition, out["composition_figure"])
+    return saved

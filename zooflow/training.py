@@ -265,13 +265,15 @@ def train_model(
     state_dir: str | Path,
     tensorboard_dir: str | Path | None = None,
     labels: pd.DataFrame | str | Path | None = None,
+    initial_model: str | Path | None = None,
     seed: int = 0,
     extra_callbacks: Sequence = (),
 ) -> pd.DataFrame:
     """Train, keep the best model by validation loss, and return the per-epoch history.
 
     ``labels`` (id_str + votes) is the training set; None trains on every galaxy in the shards
-    with the shards' votes. ``state_dir`` holds what a killed run needs to resume (BackupAndRestore files, the best
+    with the shards' votes. ``initial_model`` warm-starts from a saved model's weights.
+    ``state_dir`` holds what a killed run needs to resume (BackupAndRestore files, the best
     checkpoint, the CSV log); it is removed once training completes and the outputs are written.
     """
     model_path, history_path, state_dir = Path(model_path), Path(history_path), Path(state_dir)
@@ -303,6 +305,12 @@ def train_model(
 
     with strategy.scope():
         model = build_training_model(config, schema, image_shape, seed)
+        if initial_model is not None:
+            # Warm start: continue from the previous round's weights rather than from scratch.
+            from zooflow.predict import load_model
+
+            model.set_weights(load_model(initial_model).get_weights())
+            log.info("warm start from %s", initial_model)
         loss, metrics = _loss_and_metrics(config, schema)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),

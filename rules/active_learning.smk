@@ -1,0 +1,152 @@
+rule start_rounds:
+    input:
+        splits=f"{DATA}/splits.csv",
+        catalogue=f"{DATA}/catalogue.parquet",
+        tree=tree_file(),
+        library=library("rounds", "schema"),
+    output:
+        labelled=f"{AL}/round_0/labelled.csv",
+        unlabelled=f"{AL}/round_0/unlabelled.csv",
+    log:
+        f"logs/{AL}/start.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        oracle=config["active_learning"]["oracle"],
+        question_suffix=config["schema"]["question_suffix"],
+    script:
+        "../scripts/start_rounds.py"
+
+
+rule acquire:
+    input:
+        predictions=f"{AL}/round_{{round}}/pool_predictions.h5",
+        unlabelled=f"{AL}/round_{{round}}/unlabelled.csv",
+        catalogue=f"{DATA}/catalogue.parquet",
+        tree=tree_file(),
+        library=library("acquisition", "rounds", "predict", "schema"),
+    output:
+        scores=f"{AL}/round_{{round}}/scores.csv",
+        acquired=f"{AL}/round_{{round}}/acquired.csv",
+    log:
+        f"logs/{AL}/round_{{round}}/acquire.log",
+    benchmark:
+        f"results/benchmarks/{AL}/round_{{round}}/acquire.tsv"
+    conda:
+        "../envs/tensorflow.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        head=config["train"]["head"],
+        n_acquire=config["active_learning"]["acquire_per_round"],
+        expected_votes=config["active_learning"]["expected_votes"],
+        question_weights=config["active_learning"]["question_weights"],
+        seed=lambda wildcards: int(wildcards.seed) * 1000 + int(wildcards.round),
+        question_suffix=config["schema"]["question_suffix"],
+    script:
+        "../scripts/acquire.py"
+
+
+rule reveal:
+    input:
+        labelled=lambda wildcards: f"{round_dir(wildcards, -1)}/labelled.csv",
+        unlabelled=lambda wildcards: f"{round_dir(wildcards, -1)}/unlabelled.csv",
+        acquired=lambda wildcards: f"{round_dir(wildcards, -1)}/acquired.csv",
+        votes=revealed_votes,
+        tree=tree_file(),
+        library=library("rounds", "schema"),
+    output:
+        labelled=f"{AL}/round_{{round}}/labelled.csv",
+        unlabelled=f"{AL}/round_{{round}}/unlabelled.csv",
+    log:
+        f"logs/{AL}/round_{{round}}/reveal.log",
+    wildcard_constraints:
+        round=r"[1-9]\d*",
+    conda:
+        "../envs/data.yaml"
+    params:
+        oracle=config["active_learning"]["oracle"],
+        question_suffix=config["schema"]["question_suffix"],
+    script:
+        "../scripts/reveal.py"
+
+
+rule to_label:
+    input:
+        acquired=lambda wildcards: (
+            f"results/al/{config['active_learning']['strategies'][0]}/"
+            f"seed_{config['active_learning']['seeds'][0]}/round_{wildcards.round}/acquired.csv"
+        ),
+    output:
+        to_label=f"{CAMPAIGN}/round_{{round}}/to_label.csv",
+    log:
+        f"logs/campaign/round_{{round}}/to_label.log",
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "cp {input.acquired} {output.to_label} 2> {log}"
+
+
+rule learning_curves:
+    input:
+        evaluations=lambda wildcards: expand(
+            "results/{run}/evaluation/{table}",
+            run=al_runs(),
+            table=["summary.json", "regression.csv"],
+        ),
+        histories=lambda wildcards: expand("results/{run}/history.csv", run=al_runs()),
+        labelled=lambda wildcards: expand("results/{run}/labelled.csv", run=al_runs()),
+        acquired=lambda wildcards: [
+            f"results/{run}/acquired.csv"
+            for run in al_runs()
+            if not run.endswith(f"round_{config['active_learning']['rounds'] - 1}")
+        ],
+        catalogue=f"{DATA}/catalogue.parquet",
+        tree=tree_file(),
+        library=library("rounds", "plots", "schema"),
+    output:
+        curves="results/al/learning_curves.csv",
+        saved="results/al/labels_saved.json",
+        composition="results/al/acquisition_composition.csv",
+        figure=report(
+            "results/al/learning_curves.png",
+            caption="../report/learning_curves.rst",
+            category="Active learning",
+        ),
+        composition_figure=report(
+            "results/al/acquisition_composition.png",
+            caption="../report/acquisition_composition.rst",
+            category="Active learning",
+        ),
+    log:
+        "logs/al/learning_curves.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        runs=lambda wildcards: [f"results/{run}" for run in al_runs()],
+        question_suffix=config["schema"]["question_suffix"],
+    script:
+        "../scripts/learning_curves.py"
+
+
+rule gallery:
+    input:
+        scores=f"{AL}/round_{{round}}/scores.csv",
+        images=f"{DATA}/images.h5",
+        library=library("plots"),
+    output:
+        gallery=report(
+            f"{AL}/round_{{round}}/gallery.png",
+            caption="../report/gallery.rst",
+            category="Active learning",
+            subcategory="{strategy} seed {seed} round {round}",
+        ),
+    log:
+        f"logs/{AL}/round_{{round}}/gallery.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        n_galaxies=8,
+    script:
+        "../scripts/gallery.py"

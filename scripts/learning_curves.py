@@ -1,0 +1,15 @@
+"""Snakemake entry point: learning curves per strategy, labels saved, what each strategy picked."""
+
+from zooflow.rounds import summarise_rounds
+from zooflow.runlog import log_to
+from zooflow.schema import load_schema
+
+# Guarded: process pools that spawn workers re-import this file as their main module.
+if __name__ == "__main__":
+    with log_to(snakemake.log[0]):
+        summarise_rounds(
+            snakemake.params.runs,
+            snakemake.input.catalogue,
+            load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+            snakemake.output,
+        )
