@@ -12,7 +12,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "tests" / "data" / "tiny.yaml"
-WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "config", "envs", "zooflow", "report", "profiles")
+WORKFLOW_PARTS = (
+    "Snakefile",
+    "rules",
+    "scripts",
+    "config",
+    "envs",
+    "zooflow",
+    "report",
+    "profiles",
+)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -51,3 +60,58 @@ def tiny_data_run(tmp_path_factory) -> Path:
     workdir = copy_workflow(tmp_path_factory.mktemp("tiny_data"))
     run_snakemake(workdir, "data", "--configfile", str(TINY_CONFIG))
     return workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_survey(tmp_path_factory):
+    """A 120-galaxy mock survey taken through the data stage by the library (no Snakemake)."""
+    from types import SimpleNamespace
+
+    from zooflow.catalogue import ingest_catalogue, write_ingest
+    from zooflow.mock import MockSurveyConfig, simulate_survey
+    from zooflow.preprocess import preprocess_catalogue
+    from zooflow.schema import load_schema
+    from zooflow.shards import write_split_shards
+    from zooflow.splits import SPLITS, write_splits
+
+    root = tmp_path_factory.mktemp("tiny_survey")
+    schema = load_schema("decals_dr5")
+    simulate_survey(root / "mock", schema, MockSurveyConfig(n_galaxies=120, image_size=32), seed=7)
+    result = ingest_catalogue(root / "mock" / "catalogue.csv", root / "mock" / "images", schema)
+    write_ingest(result, root / "catalogue.parquet", root / "rejected.csv", 0.05)
+    preprocess_catalogue(
+        root / "catalogue.parquet",
+        root / "images.h5",
+        image_size=32,
+        crop_fraction=1.0,
+        greyscale=True,
+    )
+    write_splits(
+        root / "catalogue.parquet",
+        root / "splits.csv",
+        seed=7,
+        test_fraction=0.2,
+        val_fraction=0.2,
+        initial_fraction=0.3,
+    )
+    shards = {}
+    for split in SPLITS:
+        shards[split] = root / "shards" / split
+        write_split_shards(
+            root / "images.h5",
+            root / "catalogue.parquet",
+            root / "splits.csv",
+            split,
+            shards[split],
+            schema,
+            examples_per_shard=8,
+        )
+    return SimpleNamespace(
+        root=root,
+        schema=schema,
+        shards=shards,
+        catalogue=root / "catalogue.parquet",
+        images=root / "images.h5",
+        splits=root / "splits.csv",
+        truth=root / "mock" / "truth.parquet",
+    )

@@ -77,6 +77,7 @@ def iter_posterior_batches(
         with_ids=True,
         deterministic=True,
         shard_group=shard_group,
+        in_order=True,
     )
     for images, votes, id_str in dataset:
         samples = sample_posteriors(trunk, head, images, passes)

@@ -98,17 +98,18 @@ def manifest_path(source: str | Path) -> Path:
 
 def shard_files(
     sources: Sequence[str | Path], shard_group: tuple[int, int] | None = None
-) -> tuple[list[str], tuple[int, int, int]]:
-    """Shard files of the given splits (optionally one group of G, for parallel prediction)."""
+) -> tuple[list[tuple[str, int]], tuple[int, int, int]]:
+    """(file, examples) of the given splits' shards (optionally one group of G, for parallel
+    prediction), and the image shape."""
     from zooflow.shards import read_manifest
 
-    files: list[str] = []
+    files: list[tuple[str, int]] = []
     shapes = set()
     for source in sources:
         path = manifest_path(source)
         manifest = read_manifest(path)
         shapes.add(tuple(manifest["image_shape"]))
-        files.extend(str(path.parent / entry["name"]) for entry in manifest["files"])
+        files.extend((str(path.parent / e["name"]), int(e["count"])) for e in manifest["files"])
     if len(shapes) > 1:
         raise ValueError(f"shards disagree on the image shape: {sorted(shapes)}")
     if shard_group is not None:
@@ -129,6 +130,14 @@ def read_labels(labels: pd.DataFrame | str | Path, schema: Schema) -> pd.DataFra
     if labels["id_str"].duplicated().any():
         dup = labels.loc[labels["id_str"].duplicated(), "id_str"].iloc[0]
         raise ValueError(f"labelled set lists galaxy {dup!r} twice")
+    votes = labels[schema.label_cols].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(votes) | (votes < 0)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(
+            f"labelled set row {row} ({labels['id_str'].iloc[row]}): vote count "
+            f"{votes[row, col]} in {schema.label_cols[col]} is not a non-negative number"
+        )
     return labels
 
 
@@ -155,29 +164,36 @@ def make_dataset(
     deterministic: bool = True,
     with_ids: bool = False,
     shard_group: tuple[int, int] | None = None,
+    in_order: bool = False,
 ):
     """Batches of (image float32, votes float32) — or (image, votes, id_str) — from shards.
 
     ``sources`` are shard folders or their manifests. ``ids`` keeps only those galaxies.
     ``labels`` (id_str + vote columns) keeps only its galaxies *and* takes their votes from it
     instead of the shards: an active-learning round trains on exactly the votes the oracle has
-    revealed, and the pool's held-back votes in the shards are never read.
+    revealed, and the pool's held-back votes in the shards are never read. ``in_order`` reads
+    the shards one after another, so galaxies come out in catalogue order (for prediction
+    files); otherwise shards are interleaved for throughput.
     """
     from zooflow.shards import parse_example
 
-    files, image_shape = shard_files(sources, shard_group)
+    shard_list, image_shape = shard_files(sources, shard_group)
+    files = [name for name, _ in shard_list]
     ids = read_ids(ids)
     dataset = tf.data.Dataset.from_tensor_slices(tf.constant(files or [""], dtype=tf.string))
     if not files:
         dataset = dataset.take(0)
     if shuffle:
         dataset = dataset.shuffle(max(len(files), 1), seed=seed)
-    dataset = dataset.interleave(
-        tf.data.TFRecordDataset,
-        cycle_length=4,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=deterministic,
-    )
+    if in_order:
+        dataset = dataset.flat_map(tf.data.TFRecordDataset)
+    else:
+        dataset = dataset.interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=4,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=deterministic,
+        )
     dataset = dataset.map(
         lambda record: parse_example(record, schema.n_answers, image_shape),
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -200,6 +216,15 @@ def make_dataset(
             default_value=0,
         )
         dataset = dataset.filter(lambda ex: row_of.lookup(ex["id_str"]) > 0)
+    # Known size: Keras counts steps instead of guessing, and a wanted galaxy missing from the
+    # shards fails loudly instead of silently shrinking the training set. (A shard group holds
+    # only part of the wanted ids, so the check applies to whole splits.)
+    if ids is None:
+        dataset = dataset.apply(
+            tf.data.experimental.assert_cardinality(sum(n for _, n in shard_list))
+        )
+    elif shard_group is None:
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(ids)))
 
     def to_arrays(ex):
         image = tf.cast(ex["image"], tf.float32)
@@ -339,7 +364,14 @@ def train_model(
     if tensorboard_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(str(tensorboard_dir), write_graph=False))
 
-    model.fit(train, validation_data=val, epochs=config.epochs, callbacks=callbacks, verbose=2)
+    model.fit(
+        train,
+        validation_data=val,
+        epochs=config.epochs,
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=2,
+    )
 
     history = pd.read_csv(csv_log)
     if nan_guard.diverged or not np.isfinite(history["loss"].to_numpy()).all():

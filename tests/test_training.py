@@ -1,0 +1,139 @@
+"""Training on mock shards: the loss falls, a killed run resumes, bad numbers fail loudly."""
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from zooflow.training import TrainingConfig, TrainingDiverged, make_dataset, train_model
+
+pytestmark = pytest.mark.slow
+
+SMALL = dict(batch_size=16, learning_rate=2e-3, augment=False, cache=True, patience=50)
+
+
+def _train(survey, out, config, **kwargs):
+    return train_model(
+        [survey.shards["initial"], survey.shards["pool"]],
+        [survey.shards["val"]],
+        survey.schema,
+        config,
+        model_path=out / "model.keras",
+        history_path=out / "history.csv",
+        state_dir=out / "state",
+        seed=3,
+        **kwargs,
+    )
+
+
+def test_a_few_training_steps_lower_the_loss(tiny_survey, tmp_path):
+    history = _train(tiny_survey, tmp_path, TrainingConfig(epochs=4, **SMALL))
+    assert len(history) == 4
+    assert history["loss"].iloc[-1] < history["loss"].iloc[0]
+    assert (tmp_path / "model.keras").exists()
+    assert not (tmp_path / "state").exists()  # resume state is cleared once training completes
+    per_question = [c for c in history.columns if c.startswith("val_loss_")]
+    assert len(per_question) == tiny_survey.schema.n_questions
+
+
+class _Killed(RuntimeError):
+    pass
+
+
+class _KillAfterEpoch(keras.callbacks.Callback):
+    """Stands in for the job being killed once an epoch has finished and been backed up."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise _Killed(f"killed after epoch {epoch}")
+
+
+def test_an_interrupted_training_resumes_at_its_last_epoch(tiny_survey, tmp_path):
+    config = TrainingConfig(epochs=4, **SMALL)
+    with pytest.raises(_Killed):
+        _train(tiny_survey, tmp_path, config, extra_callbacks=[_KillAfterEpoch(1)])
+    assert not (tmp_path / "model.keras").exists()
+    partial = pd.read_csv(tmp_path / "state" / "history.csv")
+    assert partial["epoch"].tolist() == [0, 1]
+
+    history = _train(tiny_survey, tmp_path, config)
+    # The rerun did epochs 2 and 3 only; the log holds each epoch once.
+    assert history["epoch"].tolist() == [0, 1, 2, 3]
+    assert history["loss"].iloc[:2].tolist() == partial["loss"].tolist()
+    assert (tmp_path / "model.keras").exists()
+
+
+def test_training_data_are_exactly_the_labelled_set_with_its_votes(tiny_survey):
+    """No label enters except through the labelled set: the shards' votes are not read."""
+    schema = tiny_survey.schema
+    catalogue = pd.read_parquet(tiny_survey.catalogue)
+    splits = pd.read_csv(tiny_survey.splits)
+    pool_ids = splits.loc[splits["split"] == "pool", "id_str"].head(5).tolist()
+    labels = catalogue.set_index("id_str").loc[pool_ids, schema.label_cols].reset_index()
+    labels[schema.label_cols] = 7  # votes the shards do not hold
+    dataset = make_dataset(
+        [tiny_survey.shards["initial"], tiny_survey.shards["pool"]],
+        schema,
+        batch_size=4,
+        labels=labels,
+        with_ids=True,
+    )
+    seen_ids, seen_votes = [], []
+    for _, votes, ids in dataset:
+        seen_ids.extend(i.decode() for i in ids.numpy())
+        seen_votes.append(votes.numpy())
+    assert sorted(seen_ids) == sorted(pool_ids)
+    assert (np.concatenate(seen_votes) == 7).all()
+
+
+def test_a_labelled_galaxy_missing_from_the_shards_fails_loudly(tiny_survey):
+    schema = tiny_survey.schema
+    labels = pd.DataFrame({"id_str": ["not_in_any_shard"], **{c: [1] for c in schema.label_cols}})
+    dataset = make_dataset([tiny_survey.shards["initial"]], schema, batch_size=4, labels=labels)
+    with pytest.raises(Exception, match="expected to contain"):
+        list(dataset)
+
+
+class _PoisonWeights(keras.callbacks.Callback):
+    """Stands in for a diverging optimiser: the weights turn to NaN mid-epoch."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 1:
+            self.model.set_weights([np.full_like(w, np.nan) for w in self.model.get_weights()])
+
+
+def test_a_loss_that_becomes_nan_fails_the_step_instead_of_saving(tiny_survey, tmp_path):
+    with pytest.raises(TrainingDiverged, match="NaN"):
+        _train(
+            tiny_survey,
+            tmp_path,
+            TrainingConfig(epochs=2, **SMALL),
+            extra_callbacks=[_PoisonWeights()],
+        )
+    assert not (tmp_path / "model.keras").exists()
+
+
+def test_corrupt_votes_in_a_labelled_set_are_refused_naming_the_row(tiny_survey):
+    schema = tiny_survey.schema
+    labels = pd.DataFrame({"id_str": ["a", "b"], **{c: [1.0, 2.0] for c in schema.label_cols}})
+    labels.loc[1, "bar_weak"] = np.nan
+    with pytest.raises(ValueError, match=r"row 1 \(b\).*bar_weak"):
+        make_dataset([tiny_survey.shards["initial"]], schema, batch_size=2, labels=labels)
+
+
+def test_a_seeded_run_trains_identically_twice(tiny_survey, tmp_path):
+    config = TrainingConfig(epochs=1, **SMALL)
+    first = _train(tiny_survey, tmp_path / "a", config)
+    second = _train(tiny_survey, tmp_path / "b", config)
+    np.testing.assert_allclose(first["loss"], second["loss"], rtol=1e-6)
+
+
+def test_bad_training_settings_are_refused():
+    with pytest.raises(ValueError, match="head"):
+        TrainingConfig(head="gaussian")
+    with pytest.raises(ValueError, match="device"):
+        TrainingConfig(device="tpu")
