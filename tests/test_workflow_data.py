@@ -79,3 +79,27 @@ def test_lint_and_format_are_clean():
 
 
 assert TINY_CONFIG.exists()
+
+
+def test_every_mock_survey_setting_can_be_set_from_the_config():
+    import dataclasses
+
+    import yaml
+
+    from zooflow.mock import MockSurveyConfig
+
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    allowed = set(schema["properties"]["mock"]["properties"])
+    assert allowed == {f.name for f in dataclasses.fields(MockSurveyConfig)}
+
+
+def test_every_training_setting_can_be_set_from_the_config():
+    import dataclasses
+
+    import yaml
+
+    from zooflow.training import TrainingConfig
+
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    allowed = set(schema["properties"]["train"]["properties"])
+    assert allowed == {f.name for f in dataclasses.fields(TrainingConfig)}
