@@ -1,0 +1,223 @@
+"""Active-learning bookkeeping: who is labelled when, what the oracle reveals, labels saved."""
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from zooflow.predict import STRING
+from zooflow.rounds import (
+    acquire,
+    collect_learning_curves,
+    labels_needed,
+    labels_saved,
+    reveal,
+    start_rounds,
+)
+
+
+def _fake_predictions(path, ids, schema, seed=0, passes=6):
+    """A predictions file in the pipeline's layout with arbitrary concentrations."""
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        f["predictions"] = rng.uniform(1, 30, size=(len(ids), schema.n_answers, passes)).astype(
+            "float32"
+        )
+        f.create_dataset("id_str", data=np.array(ids, dtype=object), dtype=STRING)
+        f["votes"] = np.zeros((len(ids), schema.n_answers), dtype="int64")
+        f.create_dataset("label_cols", data=np.array(schema.label_cols, dtype=object), dtype=STRING)
+        f.attrs.update(head="dirichlet", passes=passes)
+
+
+@pytest.fixture()
+def round_zero(tiny_survey, tmp_path):
+    start_rounds(
+        tiny_survey.splits,
+        tiny_survey.catalogue,
+        tiny_survey.schema,
+        tmp_path / "labelled.csv",
+        tmp_path / "unlabelled.csv",
+    )
+    return tmp_path
+
+
+def test_round_zero_labels_the_initial_split_and_holds_back_the_pool(tiny_survey, round_zero):
+    splits = pd.read_csv(tiny_survey.splits)
+    labelled = pd.read_csv(round_zero / "labelled.csv")
+    waiting = pd.read_csv(round_zero / "unlabelled.csv")
+    assert set(labelled["id_str"]) == set(splits.loc[splits["split"] == "initial", "id_str"])
+    assert set(waiting["id_str"]) == set(splits.loc[splits["split"] == "pool", "id_str"])
+    # Test and validation galaxies are never in the pool, so never acquired.
+    fixed = set(splits.loc[splits["split"].isin(["test", "val"]), "id_str"])
+    assert not fixed & (set(waiting["id_str"]) | set(labelled["id_str"]))
+    catalogue = pd.read_parquet(tiny_survey.catalogue).set_index("id_str")
+    cols = tiny_survey.schema.label_cols
+    np.testing.assert_array_equal(
+        labelled[cols].to_numpy(), catalogue.loc[labelled["id_str"], cols].to_numpy()
+    )
+
+
+def test_the_simulated_oracle_reveals_exactly_the_acquired_votes(tiny_survey, round_zero):
+    schema = tiny_survey.schema
+    waiting = pd.read_csv(round_zero / "unlabelled.csv")["id_str"].tolist()
+    _fake_predictions(round_zero / "pool.h5", waiting, schema)
+    acquired = acquire(
+        round_zero / "pool.h5",
+        round_zero / "unlabelled.csv",
+        tiny_survey.catalogue,
+        schema,
+        strategy="bald",
+        n_acquire=5,
+        scores_out=round_zero / "scores.csv",
+        acquired_out=round_zero / "acquired.csv",
+    )
+    assert list(acquired["rank"]) == [1, 2, 3, 4, 5]
+    assert acquired["score"].is_monotonic_decreasing
+    assert {"file_loc", "mi_smooth-or-featured", "mi_bar"} <= set(acquired.columns)
+    grown = reveal(
+        round_zero / "labelled.csv",
+        round_zero / "unlabelled.csv",
+        round_zero / "acquired.csv",
+        schema,
+        round_zero / "labelled_1.csv",
+        round_zero / "unlabelled_1.csv",
+        catalogue_path=tiny_survey.catalogue,
+    )
+    before = pd.read_csv(round_zero / "labelled.csv")
+    assert len(grown) == len(before) + 5
+    assert set(grown["id_str"]) == set(before["id_str"]) | set(acquired["id_str"])
+    still = pd.read_csv(round_zero / "unlabelled_1.csv")["id_str"]
+    assert set(still) == set(waiting) - set(acquired["id_str"])
+    catalogue = pd.read_parquet(tiny_survey.catalogue).set_index("id_str")
+    new = grown.set_index("id_str").loc[acquired["id_str"], schema.label_cols]
+    np.testing.assert_array_equal(new.to_numpy(), catalogue.loc[new.index, schema.label_cols])
+
+
+def test_the_same_seed_gives_identical_acquisitions(tiny_survey, round_zero):
+    schema = tiny_survey.schema
+    waiting = pd.read_csv(round_zero / "unlabelled.csv")["id_str"].tolist()
+    _fake_predictions(round_zero / "pool.h5", waiting, schema)
+    picks = []
+    for attempt in range(2):
+        for strategy in ("bald", "random"):
+            out = acquire(
+                round_zero / "pool.h5",
+                round_zero / "unlabelled.csv",
+                tiny_survey.catalogue,
+                schema,
+                strategy=strategy,
+                n_acquire=6,
+                scores_out=round_zero / f"s_{strategy}_{attempt}.csv",
+                acquired_out=round_zero / f"a_{strategy}_{attempt}.csv",
+                seed=11,
+            )
+            picks.append(out["id_str"].tolist())
+    assert picks[0] == picks[2] and picks[1] == picks[3]
+    assert picks[0] != picks[1]
+
+
+def test_campaign_votes_are_checked_and_unanswered_galaxies_return_to_the_pool(
+    tiny_survey, tmp_path
+):
+    schema = tiny_survey.schema
+    start_rounds(
+        tiny_survey.splits,
+        tiny_survey.catalogue,
+        schema,
+        tmp_path / "labelled.csv",
+        tmp_path / "unlabelled.csv",
+        oracle="campaign",
+    )
+    waiting = pd.read_csv(tmp_path / "unlabelled.csv")["id_str"].tolist()
+    # The mock catalogue has votes for every galaxy: in a campaign nothing waits.
+    assert waiting == []
+    pd.DataFrame({"id_str": ["mock_000001", "mock_000002"]}).to_csv(
+        tmp_path / "pool.csv", index=False
+    )
+    pd.DataFrame({"rank": [1, 2], "id_str": ["mock_000001", "mock_000002"]}).to_csv(
+        tmp_path / "acquired.csv", index=False
+    )
+    labelled = pd.read_csv(tmp_path / "labelled.csv")
+    labelled = labelled[~labelled["id_str"].isin(["mock_000001", "mock_000002"])]
+    labelled.to_csv(tmp_path / "labelled.csv", index=False)
+    votes = pd.DataFrame({"id_str": ["mock_000001"], **{c: [3] for c in schema.label_cols}})
+    votes.to_csv(tmp_path / "votes.csv", index=False)
+    grown = reveal(
+        tmp_path / "labelled.csv",
+        tmp_path / "pool.csv",
+        tmp_path / "acquired.csv",
+        schema,
+        tmp_path / "labelled_1.csv",
+        tmp_path / "pool_1.csv",
+        campaign_votes_path=tmp_path / "votes.csv",
+    )
+    assert "mock_000001" in set(grown["id_str"])
+    assert pd.read_csv(tmp_path / "pool_1.csv")["id_str"].tolist() == ["mock_000002"]
+
+    votes.loc[0, "bar_no"] = -2
+    votes.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match=r"row 0 \(mock_000001\).*bar_no"):
+        reveal(
+            tmp_path / "labelled.csv",
+            tmp_path / "pool.csv",
+            tmp_path / "acquired.csv",
+            schema,
+            tmp_path / "x.csv",
+            tmp_path / "y.csv",
+            campaign_votes_path=tmp_path / "bad.csv",
+        )
+
+
+def test_labels_needed_interpolates_between_rounds():
+    n = np.array([100, 200, 300, 400])
+    rmse = np.array([0.30, 0.20, 0.15, 0.14])
+    assert labels_needed(n, rmse, 0.25) == pytest.approx(150)
+    assert labels_needed(n, rmse, 0.30) == pytest.approx(100)
+    assert np.isnan(labels_needed(n, rmse, 0.10))
+
+
+def test_labels_saved_compares_bald_with_randoms_final_score():
+    rows = []
+    for seed in (1, 2):
+        for r, (bald, rand) in enumerate([(0.30, 0.30), (0.20, 0.26), (0.15, 0.22), (0.13, 0.20)]):
+            rows.append(
+                dict(strategy="bald", seed=seed, round=r, n_labelled=100 * (r + 1), rmse=bald)
+            )
+            rows.append(
+                dict(strategy="random", seed=seed, round=r, n_labelled=100 * (r + 1), rmse=rand)
+            )
+    saved = labels_saved(pd.DataFrame(rows))["rmse"]
+    # random ends at 0.20 with 400 labels; BALD reaches 0.20 at 200 labels.
+    assert saved["bald_labels_needed"] == pytest.approx(200)
+    assert saved["labels_saved"] == pytest.approx(0.5)
+    assert saved["acquired_labels_saved"] == pytest.approx(1 - 100 / 300)
+    assert saved["seeds"] == 2
+
+
+def test_learning_curves_read_each_rounds_folder(tmp_path):
+    import json
+
+    for strategy in ("bald", "random"):
+        for r in range(2):
+            d = tmp_path / "al" / strategy / "seed_3" / f"round_{r}"
+            (d / "evaluation").mkdir(parents=True)
+            (d / "evaluation" / "summary.json").write_text(
+                json.dumps(
+                    {"rmse": 0.3 - 0.1 * r, "rmse_truth": 0.2, "coverage_error_at_0.2N_mean": 0.05}
+                )
+            )
+            pd.DataFrame(
+                {"answer": ["bar_no", "overall"], "rmse": [0.2, 0.3], "n_galaxies": [4, 9]}
+            ).to_csv(d / "evaluation" / "regression.csv", index=False)
+            pd.DataFrame({"epoch": [0, 1], "loss": [3, 2], "val_loss": [4.0, 3.5]}).to_csv(
+                d / "history.csv", index=False
+            )
+            pd.DataFrame({"id_str": [f"g{i}" for i in range(10 + 5 * r)]}).to_csv(
+                d / "labelled.csv", index=False
+            )
+    dirs = sorted((tmp_path / "al").glob("*/seed_3/round_*"))
+    curves = collect_learning_curves(dirs)
+    assert len(curves) == 4
+    assert curves.loc[curves["round"] == 1, "n_acquired"].tolist() == [5, 5]
+    assert curves["loss"].tolist() == [3.5] * 4
+    assert curves["rmse_bar"].tolist() == [0.2] * 4
