@@ -103,3 +103,15 @@ def test_every_training_setting_can_be_set_from_the_config():
     schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
     allowed = set(schema["properties"]["train"]["properties"])
     assert allowed == {f.name for f in dataclasses.fields(TrainingConfig)}
+
+
+@pytest.mark.parametrize("name", ["gz2.yaml", "decals.yaml"])
+def test_the_real_catalogue_configs_are_valid_and_name_their_inputs(tmp_path, name):
+    workdir = copy_workflow(tmp_path / "wf")
+    result = run_snakemake(
+        workdir, "-n", "data", "--configfile", str(workdir / "config" / name), check=False
+    )
+    # No catalogue is shipped: the plan must fail on the missing catalogue, not on the config.
+    output = result.stdout + result.stderr
+    assert "Error validating config file" not in output
+    assert "Missing input files" in output and "data/" in output
