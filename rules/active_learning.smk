@@ -24,7 +24,7 @@ rule acquire:
         unlabelled=f"{AL}/round_{{round}}/unlabelled.csv",
         catalogue=f"{DATA}/catalogue.parquet",
         tree=tree_file(),
-        library=library("acquisition", "rounds", "predict", "schema"),
+        library=library("acquisition", "rounds", "posteriors", "schema"),
     output:
         scores=f"{AL}/round_{{round}}/scores.csv",
         acquired=f"{AL}/round_{{round}}/acquired.csv",
@@ -33,7 +33,7 @@ rule acquire:
     benchmark:
         f"results/benchmarks/{AL}/round_{{round}}/acquire.tsv"
     conda:
-        "../envs/tensorflow.yaml"
+        "../envs/data.yaml"
     resources:
         mem_mb=4000,
         runtime=60,

@@ -3,7 +3,7 @@ rule evaluate:
         predictions="results/{run}/test_predictions.h5",
         truth=truth_table(),
         tree=tree_file(),
-        library=library("metrics", "predict", "schema"),
+        library=library("metrics", "posteriors", "schema"),
     output:
         regression="results/{run}/evaluation/regression.csv",
         coverage="results/{run}/evaluation/coverage.csv",
@@ -32,7 +32,7 @@ rule plot_run:
         history="results/{run}/history.csv",
         images=f"{DATA}/images.h5",
         tree=tree_file(),
-        library=library("plots", "metrics", "predict", "schema"),
+        library=library("plots", "posteriors", "schema"),
     output:
         coverage=report(
             "results/{run}/figures/coverage.png",

@@ -4,7 +4,7 @@ rule predict:
         model="results/{run}/model.keras",
         shards=lambda wildcards: shards(wildcards.split),
         tree=tree_file(),
-        library=library("predict", "training", "models", "losses", "shards", "schema"),
+        library=library("predict", "posteriors", "training", "models", "losses", "shards", "schema"),
     output:
         predictions=temp("results/{run}/predictions/{split}/group_{group}.h5"),
     log:
@@ -33,14 +33,14 @@ rule gather_predictions:
     input:
         parts=prediction_groups,
         tree=tree_file(),
-        library=library("predict", "schema"),
+        library=library("posteriors", "schema"),
     output:
         predictions="results/{run}/{split}_predictions.h5",
         summary="results/{run}/{split}_posteriors.parquet",
     log:
         "logs/{run}/gather_{split}.log",
     conda:
-        "../envs/tensorflow.yaml"
+        "../envs/data.yaml"
     resources:
         mem_mb=4000,
         runtime=30,

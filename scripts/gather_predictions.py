@@ -1,6 +1,6 @@
 """Snakemake entry point: join the shard groups' predictions and summarise each galaxy."""
 
-from zooflow.predict import gather_and_summarise
+from zooflow.posteriors import gather_and_summarise
 from zooflow.runlog import log_to
 from zooflow.schema import load_schema
 

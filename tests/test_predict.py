@@ -8,10 +8,9 @@ import pytest
 from scipy import stats
 
 from zooflow.models import build_model, split_trunk_head
+from zooflow.posteriors import gather_and_summarise, read_predictions
 from zooflow.predict import (
-    gather_and_summarise,
     predict_catalogue,
-    read_predictions,
     sample_posteriors,
     sample_posteriors_full_passes,
 )

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zooflow.predict import STRING
+from zooflow.posteriors import STRING
 from zooflow.rounds import (
     acquire,
     collect_learning_curves,

@@ -248,7 +248,7 @@ def evaluate_predictions(
     """
     import json
 
-    from zooflow.predict import mean_vote_fractions, read_predictions
+    from zooflow.posteriors import mean_vote_fractions, read_predictions
 
     ids, votes, predictions, attrs = read_predictions(predictions_path)
     head = str(attrs.get("head", "dirichlet"))

@@ -171,7 +171,7 @@ def plot_run(
     seed: int = 0,
 ) -> None:
     """Every figure of one run: ``out`` names coverage, posteriors and training paths."""
-    from zooflow.predict import read_predictions
+    from zooflow.posteriors import read_predictions
 
     ids, votes, predictions, attrs = read_predictions(predictions_path)
     plot_coverage(pd.read_csv(coverage_path), out["coverage"])

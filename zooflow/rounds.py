@@ -99,7 +99,7 @@ def acquire(
     Zooniverse subjects in a real campaign.
     """
     from zooflow.acquisition import acquire_scores, top_k
-    from zooflow.predict import read_predictions
+    from zooflow.posteriors import read_predictions
 
     ids, _, predictions, _ = read_predictions(predictions_path)
     waiting = set(pd.read_csv(unlabelled_path, dtype={"id_str": str})["id_str"])

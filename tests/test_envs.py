@@ -1,0 +1,98 @@
+"""Per-rule conda environments: every rule names one, each parses, and versions are pinned."""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+RULE_FILES = sorted((REPO / "rules").glob("*.smk"))
+
+
+def _rules_and_envs():
+    """(rule name, env path) for every rule with a job to run, read from the rule files."""
+    found = []
+    for path in RULE_FILES:
+        text = path.read_text()
+        for block in re.split(r"^rule ", text, flags=re.M)[1:]:
+            name = block.split(":", 1)[0].strip()
+            runs = re.search(r"^\s+(script|shell|run):", block, flags=re.M)
+            env = re.search(r"^\s+conda:\s*\n\s+\"([^\"]+)\"", block, flags=re.M)
+            found.append((path, name, bool(runs), env.group(1) if env else None))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("rule_file", "rule", "runs", "env"),
+    _rules_and_envs(),
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_every_rule_that_runs_a_job_names_an_existing_env(rule_file, rule, runs, env):
+    if not runs:
+        pytest.skip(f"{rule} only gathers targets")
+    assert env is not None, f"rule {rule} in {rule_file.name} has no conda: directive"
+    assert (rule_file.parent / env).resolve().is_file(), f"{rule}: {env} does not exist"
+
+
+@pytest.mark.parametrize("env_file", sorted((REPO / "envs").glob("*.yaml")), ids=lambda p: p.name)
+def test_env_files_parse_use_conda_forge_and_pin_every_version(env_file):
+    env = yaml.safe_load(env_file.read_text())
+    assert env["channels"] == ["conda-forge", "nodefaults"]
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict):  # a pip: section
+            for pip_dep in dep.get("pip", []):
+                assert "==" in pip_dep or pip_dep.startswith(("-e", ".")), pip_dep
+            continue
+        assert re.fullmatch(r"[A-Za-z0-9_.\-]+=[0-9][0-9A-Za-z.*]*", dep), f"unpinned: {dep}"
+
+
+def test_each_kind_of_step_has_its_env():
+    names = {p.stem for p in (REPO / "envs").glob("*.yaml")}
+    assert {"data", "tensorflow", "report"} <= names
+
+
+# Import names whose conda package is called something else.
+CONDA_NAME = {"PIL": "pillow", "skimage": "scikit-image", "yaml": "pyyaml"}
+
+
+def _third_party_imports(module_path: Path) -> set[str]:
+    """Top-level packages a zooflow module imports, anywhere in the file, stdlib excluded."""
+    import ast
+    import sys
+
+    found = set()
+    for node in ast.walk(ast.parse(module_path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        for name in names:
+            top = name.split(".")[0]
+            if top not in sys.stdlib_module_names and top not in ("zooflow", "__future__"):
+                found.add(CONDA_NAME.get(top, top))
+    return found
+
+
+def test_each_rules_env_provides_what_its_library_modules_import():
+    """Under --sdm conda a job sees only its env: every third-party import of the modules a
+    rule lists as its library must be in that rule's env."""
+    checked = 0
+    for path in RULE_FILES:
+        for block in re.split(r"^rule ", path.read_text(), flags=re.M)[1:]:
+            name = block.split(":", 1)[0].strip()
+            env = re.search(r"^\s+conda:\s*\n\s+\"([^\"]+)\"", block, flags=re.M)
+            modules = re.search(r"library=library\(([^)]*)\)", block)
+            if not env or not modules:
+                continue
+            spec = yaml.safe_load((path.parent / env.group(1)).read_text())
+            packages = {str(d).split("=")[0] for d in spec["dependencies"] if isinstance(d, str)}
+            for module in re.findall(r'"([a-z_]+)"', modules.group(1)):
+                needed = _third_party_imports(REPO / "zooflow" / f"{module}.py")
+                missing = needed - packages
+                assert not missing, f"rule {name}: {env.group(1)} lacks {missing} for {module}"
+                checked += 1
+    assert checked > 20
