@@ -1,0 +1,165 @@
+"""Deterministic train/evaluation splits from a hash of each galaxy's id.
+
+Each galaxy gets ``u = (first 53 bits of sha256(f"{seed}:{id_str}")) / 2**53``, a number
+uniform in [0, 1) that depends on nothing but the seed and the galaxy's own id. With ``t, v, i`` the test, val and initial fractions:
+
+* ``u < t``              -> ``test``    fixed evaluation set
+* ``t <= u < t + v``     -> ``val``     validation set for early stopping
+* ``t + v <= u < t+v+i`` -> ``initial`` first labelled set for active learning
+* otherwise              -> ``pool``    unlabelled pool; its labels are held back for the oracle
+
+Galaxies without votes (``labelled`` False) cannot be evaluated or trained on, so they always go
+to ``pool``. Because a galaxy's split is a function of (seed, id_str, labelled) alone, adding
+galaxies to the catalogue never moves an existing one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("test", "val", "initial", "pool")
+
+
+def check_fractions(test_fraction: float, val_fraction: float, initial_fraction: float) -> None:
+    """Each fraction must lie in [0, 1) and together they must leave room for a pool (< 1)."""
+    fractions = {
+        "test_fraction": test_fraction,
+        "val_fraction": val_fraction,
+        "initial_fraction": initial_fraction,
+    }
+    for name, value in fractions.items():
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        if not (np.isfinite(value) and 0.0 <= value < 1.0):
+            raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    total = sum(float(v) for v in fractions.values())
+    if total >= 1.0:
+        raise ValueError(
+            f"test_fraction + val_fraction + initial_fraction must be below 1 so that some "
+            f"galaxies remain in the pool; got {test_fraction} + {val_fraction} + "
+            f"{initial_fraction} = {total:g}"
+        )
+
+
+def hash_uniform(id_str: Iterable[str], seed: int) -> np.ndarray:
+    """``u = floor(h / 2**11) / 2**53`` per id, ``h`` the first 8 digest bytes (big-endian).
+
+    ``h`` is the leading 64 bits of ``sha256(f"{seed}:{id_str}")``; keeping its top 53 bits makes
+    ``u`` exact in float64 and strictly below 1.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    top_bits = [
+        int.from_bytes(hashlib.sha256(f"{seed}:{galaxy}".encode()).digest()[:8], "big") >> 11
+        for galaxy in id_str
+    ]
+    return np.asarray(top_bits, dtype=np.float64) / float(2**53)
+
+
+def assign_splits(
+    id_str: Iterable[str],
+    labelled: Iterable[bool],
+    *,
+    seed: int,
+    test_fraction: float,
+    val_fraction: float,
+    initial_fraction: float,
+) -> np.ndarray:
+    """Split name (one of :data:`SPLITS`) per galaxy; see the module docstring for the rule."""
+    check_fractions(test_fraction, val_fraction, initial_fraction)
+    ids = [str(galaxy) for galaxy in id_str]
+    labelled = np.asarray(labelled)
+    if labelled.shape != (len(ids),):
+        raise ValueError(f"got {len(ids)} ids but labelled has shape {labelled.shape}")
+    if labelled.dtype != np.bool_:
+        raise ValueError(f"labelled must be booleans, got dtype {labelled.dtype}")
+    u = hash_uniform(ids, seed)
+    edges = np.cumsum([test_fraction, val_fraction, initial_fraction])
+    # side="right": u equal to an edge belongs to the next split, as u < edge is strict.
+    split_index = np.searchsorted(edges, u, side="right")
+    split_index[~labelled] = SPLITS.index("pool")
+    return np.asarray(SPLITS, dtype=object)[split_index]
+
+
+def write_splits(
+    catalogue_path: str | Path,
+    out_csv: str | Path,
+    *,
+    seed: int,
+    test_fraction: float,
+    val_fraction: float,
+    initial_fraction: float,
+) -> pd.DataFrame:
+    """Assign every catalogue galaxy a split; write CSV ``id_str,split`` in catalogue order.
+
+    The CSV is written to a temporary name and renamed, so a partial file never appears.
+    Returns the same table; the count per split is logged.
+    """
+    catalogue_path = Path(catalogue_path)
+    try:
+        table = pd.read_parquet(catalogue_path, columns=["id_str", "labelled"])
+    except (KeyError, ValueError) as err:
+        raise ValueError(
+            f"{catalogue_path}: the catalogue needs columns 'id_str' and 'labelled' ({err})"
+        ) from err
+    for column in ("id_str", "labelled"):
+        missing = table[column].isna().to_numpy()
+        if missing.any():
+            raise ValueError(
+                f"{catalogue_path}: row {int(np.flatnonzero(missing)[0])} has no {column}"
+            )
+    duplicated = table["id_str"].astype(str).duplicated(keep=False).to_numpy()
+    if duplicated.any():
+        rows = np.flatnonzero(duplicated)[:5].tolist()
+        raise ValueError(
+            f"{catalogue_path}: id_str must be unique; rows {rows} share "
+            f"{table['id_str'].iloc[rows[0]]!r}"
+        )
+    if not pd.api.types.is_bool_dtype(table["labelled"]):
+        raise ValueError(
+            f"{catalogue_path}: column 'labelled' must be boolean, got {table['labelled'].dtype}"
+        )
+    splits = pd.DataFrame(
+        {
+            "id_str": table["id_str"].astype(str).to_numpy(),
+            "split": assign_splits(
+                table["id_str"],
+                table["labelled"].to_numpy(dtype=bool),
+                seed=seed,
+                test_fraction=test_fraction,
+                val_fraction=val_fraction,
+                initial_fraction=initial_fraction,
+            ),
+        }
+    )
+    out_csv = Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out_csv.with_name(f".{out_csv.name}.{os.getpid()}.tmp")
+    try:
+        splits.to_csv(temporary, index=False)
+        os.replace(temporary, out_csv)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    counts = splits["split"].value_counts().reindex(SPLITS, fill_value=0)
+    log.info(
+        "split %d galaxies (seed %d, %d unlabelled kept in pool): %s -> %s",
+        len(splits),
+        seed,
+        int((~table["labelled"].to_numpy(dtype=bool)).sum()),
+        ", ".join(f"{name} {count}" for name, count in counts.items()),
+        out_csv,
+    )
+    for name in ("test", "val"):
+        if counts[name] == 0 and len(splits) > 0:
+            log.warning("split %r is empty: nothing to evaluate or validate on", name)
+    return splits
