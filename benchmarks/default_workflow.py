@@ -75,7 +75,7 @@ def main() -> None:
         )
     saved_path = results / "al" / "labels_saved.json"
     if saved_path.exists():
-        for metric, numbers in json.loads(saved_path.read_text()).items():
+        for numbers in json.loads(saved_path.read_text()).values():
             print(
                 f"labels saved by BALD ({numbers['description']}, {numbers['seeds']} seed(s)): "
                 f"{100 * numbers['labels_saved']:.0f}% of all labels, "

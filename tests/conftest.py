@@ -115,3 +115,41 @@ def tiny_survey(tmp_path_factory):
         splits=root / "splits.csv",
         truth=root / "mock" / "truth.parquet",
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_full_run(tmp_path_factory) -> Path:
+    """The whole default target (data, supervised run, active-learning rounds for both
+    strategies, learning curves) run once through Snakemake on the tiny config."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("tiny_full"))
+    run_snakemake(workdir, "--configfile", str(TINY_CONFIG), timeout=1200)
+    return workdir
+
+
+def planned_updates(
+    workdir: Path, *, config: dict | None = None, targets: tuple[str, ...] = ()
+) -> list[str]:
+    """Files a dry run of the workflow in ``workdir`` would (re)create, via Snakemake's API."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import (
+        ConfigSettings,
+        DAGSettings,
+        OutputSettings,
+        ResourceSettings,
+    )
+
+    updated: list[str] = []
+    cwd = os.getcwd()
+    try:
+        with SnakemakeApi(OutputSettings(quiet=True)) as api:
+            workflow = api.workflow(
+                resource_settings=ResourceSettings(cores=1),
+                config_settings=ConfigSettings(configfiles=[TINY_CONFIG], config=config or {}),
+                snakefile=workdir / "Snakefile",
+                workdir=workdir,
+            )
+            dag = workflow.dag(dag_settings=DAGSettings(targets=set(targets)))
+            dag.execute_workflow(executor="local", pseudo_executor="dryrun", updated_files=updated)
+    finally:
+        os.chdir(cwd)
+    return sorted(str(f) for f in updated)

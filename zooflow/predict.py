@@ -39,9 +39,10 @@ def _head_samples(trunk, head, images, passes: int) -> tf.Tensor:
     """Compiled body of :func:`sample_posteriors`.
 
     A graph, not eager calls: TensorFlow's graph optimiser fuses each convolution with its bias
-    and ReLU, and eager Keras pays Python dispatch per layer; the eager trunk alone cost ~1.6x a
-    compiled forward pass of the whole model (benchmarks/predict_cost.py). The models are
-    arguments, not closed over, so one trace serves each model and dropping the model frees it.
+    and ReLU, and eager Keras pays Python dispatch per layer. Run eagerly, T = 30 samples cost
+    ~1.6x a compiled forward pass of the whole model; compiled, ~1.06x
+    (benchmarks/predict_cost.py). The models are arguments, not closed over, so one trace serves
+    each model and dropping the model frees it.
     """
     features = trunk(images, training=False)
     tiled = tf.repeat(features, passes, axis=0)  # galaxy-major: g0 x T, g1 x T, ...
