@@ -30,7 +30,9 @@ def read_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return np.asarray(ids, dtype=str), votes, predictions, attrs
 
 
-def gather_predictions(parts: Sequence[str | Path], out_path: str | Path) -> int:
+def gather_predictions(
+    parts: Sequence[str | Path], out_path: str | Path, *, block: int = 4096
+) -> int:
     """Concatenate shard-group prediction files (written by parallel jobs) into one."""
     out_path = Path(out_path)
     tmp = out_path.with_name(out_path.name + ".tmp")
@@ -55,7 +57,10 @@ def gather_predictions(parts: Sequence[str | Path], out_path: str | Path) -> int
                     out.attrs.update(dict(f.attrs))
                 for name in ("predictions", "votes", "id_str"):
                     out[name].resize(count + n, axis=0)
-                    out[name][count : count + n] = f[name][:]
+                    # Block by block, so memory stays flat however large the catalogue.
+                    for start in range(0, n, block):
+                        stop = min(start + block, n)
+                        out[name][count + start : count + stop] = f[name][start:stop]
                 count += n
     tmp.replace(out_path)
     return count
