@@ -1,0 +1,494 @@
+"""The workflow through Snakemake's SLURM executor on a real single-node SLURM cluster.
+
+The cluster (tests/slurm_cluster.py) starts once per session. The tests check, against
+slurmctld itself (``scontrol show job``), that every rule job became exactly one SLURM job
+that completed, that exactly the GPU rules asked for a GPU (``--gpus=1`` is recorded as
+``TresPerJob=gres:gpu:1``) and, for the real workflow, that the SLURM run wrote the same
+outputs as a local run with the same seed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import yaml
+from slurm_cluster import (  # noqa: F401  (slurm_cluster_fixture is the session fixture)
+    MIN_JOB_AGE_SECONDS,
+    NODE_MEMORY_FRACTION,
+    STATUS_CHECK_SECONDS,
+    ClusterLayout,
+    NodeHardware,
+    SlurmCluster,
+    SnakemakeRun,
+    parse_slurmd_hardware,
+    render_gres_conf,
+    render_slurm_conf,
+    run_snakemake,
+    slurm_cluster_fixture,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SLURM_PROFILE = REPO / "profiles" / "slurm"
+DEFAULT_PROFILE = REPO / "profiles" / "default"
+TINY_CONFIG = REPO / "tests" / "data" / "tiny.yaml"
+
+# What the real-workflow test runs on SLURM: the supervised model stage for one split
+# (full_training_set, train, predict, gather_predictions), on top of the data stage that the
+# session fixture `tiny_data_run` already made locally. The whole default target (about 50
+# jobs at ~15 s of SLURM and Snakemake overhead each) would take far longer than the
+# suite's budget; set SLURM_TARGETS = ["all"] and drop the seeding to run everything.
+SLURM_TARGETS = ["results/full/val_posteriors.parquet"]
+WORKFLOW_GPU_RULES = frozenset({"train", "predict"})
+DATA_STAGE_RULES = frozenset({"simulate", "ingest", "preprocess", "split", "shards"})
+
+# A SLURM run of the targets above took 80 s on an idle 2-core machine and 225 s on a busy
+# one; the plugin can otherwise poll forever, so a run is killed at this limit.
+RUN_TIMEOUT_S = 450
+
+# Flags every SLURM run needs on this accounting-less cluster (see slurm_cluster.py).
+SLURM_RUN_FLAGS = (
+    "--executor",
+    "slurm",
+    # Only profiles/slurm: Snakemake would otherwise also load profiles/default (the
+    # workstation profile) as the workflow profile, and its keys would win.
+    "--workflow-profile",
+    "none",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    str(STATUS_CHECK_SECONDS),
+    # Accepted but unused by plugin 2.8.0 (it still tries `sacct` once and goes on without).
+    "--slurm-no-account",
+    # Successful jobs' logs are deleted by default; the tests read their job IDs from them.
+    "--slurm-keep-successful-logs",
+    # Fail fast instead of retrying twice (profile default) when something is broken.
+    "--retries",
+    "0",
+)
+
+TOY_SNAKEFILE = '''
+import json
+import os
+
+import numpy as np
+
+SEED = int(config["seed"])
+SPLITS = ["a", "b"]
+
+
+def write_marker(path):
+    """Record where this job ran: its SLURM job ID and the GPU SLURM gave it (if any)."""
+    keys = ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES")
+    with open(path, "w") as stream:
+        json.dump({key: os.environ.get(key, "") for key in keys}, stream)
+
+
+rule all:
+    input:
+        expand("results/predictions_{split}.npy", split=SPLITS),
+
+
+rule make_data:
+    output:
+        data="results/data.npy",
+        marker="markers/make_data.json",
+    resources:
+        mem_mb=500,
+    run:
+        rng = np.random.default_rng(SEED)
+        features = rng.normal(size=(64, 2))
+        target = features @ np.array([1.5, -0.5]) + 0.1 * rng.normal(size=64)
+        np.save(output.data, np.column_stack([features, target]))
+        write_marker(output.marker)
+
+
+rule train:
+    input:
+        "results/data.npy",
+    output:
+        weights="results/weights.npy",
+        marker="markers/train.json",
+    resources:
+        gpu=1,
+        mem_mb=500,
+    run:
+        table = np.load(input[0])
+        weights, *_ = np.linalg.lstsq(table[:, :2], table[:, 2], rcond=None)
+        np.save(output.weights, weights)
+        write_marker(output.marker)
+
+
+rule predict:
+    input:
+        data="results/data.npy",
+        weights="results/weights.npy",
+    output:
+        predictions="results/predictions_{split}.npy",
+        marker="markers/predict-{split}.json",
+    resources:
+        gpu=1,
+        mem_mb=500,
+    run:
+        table = np.load(input.data)
+        offset = SPLITS.index(wildcards.split)
+        np.save(output.predictions, table[:, :2] @ np.load(input.weights) + offset)
+        write_marker(output.marker)
+'''
+TOY_GPU_RULES = frozenset({"train", "predict"})
+TOY_JOBS_PER_RULE = {"make_data": 1, "train": 1, "predict": 2}
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers
+
+
+def slurm_submissions(workdir: Path) -> dict[str, list[str]]:
+    """SLURM job IDs per rule, from the plugin's logs .snakemake/slurm_logs/rule_R/[wc/]ID.log."""
+    submissions: dict[str, list[str]] = {}
+    logs = workdir / ".snakemake" / "slurm_logs"
+    for log in sorted(logs.rglob("*.log")):
+        rule_dir = log.relative_to(logs).parts[0]
+        assert rule_dir.startswith("rule_"), f"unexpected SLURM log {log}"
+        assert log.stem.isdigit(), f"SLURM log {log} is not named after a job ID"
+        submissions.setdefault(rule_dir.removeprefix("rule_"), []).append(log.stem)
+    return submissions
+
+
+def submitted_job_ids(snakemake_output: str) -> list[str]:
+    """Job IDs from the plugin's 'Job N has been submitted with SLURM jobid X' lines."""
+    return re.findall(r"has been submitted with SLURM jobid (\d+)", snakemake_output)
+
+
+def run_on_slurm(cluster: SlurmCluster, args: list[str], workdir: Path) -> SnakemakeRun:
+    """Run Snakemake with the SLURM flags; after a timeout, cancel the jobs it left queued."""
+    run = run_snakemake(
+        [*args, *SLURM_RUN_FLAGS], cwd=workdir, env=cluster.client_env(), timeout_s=RUN_TIMEOUT_S
+    )
+    if run.timed_out:
+        cluster.cancel_all_jobs()
+    return run
+
+
+def failure_report(run: SnakemakeRun, cluster: SlurmCluster) -> str:
+    return (
+        f"{' '.join(run.command)}\nexit {run.returncode} after {run.seconds:.0f} s"
+        f"{' (killed at the timeout)' if run.timed_out else ''}\n"
+        f"--- snakemake output ---\n{run.output[-6000:]}\n{cluster.diagnostics()}"
+    )
+
+
+def job_span(job: dict[str, str]) -> tuple[datetime, datetime]:
+    return datetime.fromisoformat(job["StartTime"]), datetime.fromisoformat(job["EndTime"])
+
+
+def assert_never_overlapped(jobs: list[dict[str, str]]) -> None:
+    """The node has one GPU, so GPU jobs must run one after another (1 s clock resolution)."""
+    spans = sorted(job_span(job) for job in jobs)
+    for (_, earlier_end), (later_start, _) in zip(spans, spans[1:], strict=False):
+        assert later_start >= earlier_end, f"GPU jobs overlapped: {jobs}"
+
+
+def assert_jobs_ran_on_slurm(
+    cluster: SlurmCluster,
+    workdir: Path,
+    snakemake_output: str,
+    expected_jobs_per_rule: dict[str, int],
+    gpu_rules: frozenset[str],
+) -> dict[str, list[dict[str, str]]]:
+    """Every rule job was one completed SLURM job, in `workdir`; only `gpu_rules` got a GPU.
+
+    Returns slurmctld's record (``scontrol show job``) of each job, per rule.
+    """
+    submissions = slurm_submissions(workdir)
+    assert {rule: len(ids) for rule, ids in submissions.items()} == expected_jobs_per_rule
+    all_ids = [job_id for ids in submissions.values() for job_id in ids]
+    assert sorted(submitted_job_ids(snakemake_output)) == sorted(all_ids)
+    assert len(set(all_ids)) == len(all_ids), "a SLURM job ID was reused"
+    records: dict[str, list[dict[str, str]]] = {}
+    for rule, ids in submissions.items():
+        for job_id in ids:
+            job = cluster.show_job(job_id)
+            assert job["JobState"] == "COMPLETED", (rule, job)
+            assert job["ExitCode"] == "0:0", (rule, job)
+            assert job["Partition"] == cluster.partition, (rule, job)
+            assert job["Comment"].startswith(f"rule_{rule}"), (rule, job)
+            assert Path(job["WorkDir"]) == workdir, (rule, job)
+            # The plugin turns `resources: gpu=1` into `sbatch --gpus=1`, which slurmctld
+            # records as TresPerJob=gres:gpu:1 (`gres="gpu:1"` would be TresPerNode).
+            asked_for_gpu = any(
+                job.get(field, "") == "gres:gpu:1" for field in ("TresPerJob", "TresPerNode")
+            )
+            assert asked_for_gpu == (rule in gpu_rules), (rule, job)
+            records.setdefault(rule, []).append(job)
+    assert_never_overlapped([job for rule in gpu_rules for job in records.get(rule, [])])
+    return records
+
+
+# Written fresh by every run whatever the seed: timings, TensorBoard event files.
+UNCOMPARABLE_DIRS = frozenset({"benchmarks", "tensorboard"})
+
+
+def comparable_bytes(path: Path) -> bytes:
+    """A file's bytes, or for a Keras archive its weights file (config.json holds object
+    ids and metadata.json the save date, both different in every run)."""
+    if path.suffix == ".keras":
+        with zipfile.ZipFile(path) as archive:
+            return archive.read("model.weights.h5")
+    return path.read_bytes()
+
+
+def assert_same_outputs(left: Path, right: Path) -> list[str]:
+    """Every comparable file under `left` exists under `right` with identical content."""
+
+    def comparable(root: Path) -> list[Path]:
+        return sorted(
+            path.relative_to(root)
+            for path in root.rglob("*")
+            if path.is_file()
+            and not UNCOMPARABLE_DIRS & set(path.relative_to(root).parts)
+            and path.name != ".snakemake_timestamp"
+        )
+
+    files = comparable(left)
+    assert files == comparable(right)
+    differing = [
+        str(path)
+        for path in files
+        if comparable_bytes(left / path) != comparable_bytes(right / path)
+    ]
+    assert not differing, f"outputs differ between the local and the SLURM run: {differing}"
+    return [str(path) for path in files]
+
+
+def reuse_data_stage(data_run: Path, dest: Path) -> Path:
+    """Copy a workflow directory whose data stage has run: its code and results/data only.
+
+    Code and outputs come from the same directory, with their mtimes (copytree uses copy2),
+    so Snakemake sees the data stage as up to date even if the checkout changed since.
+    """
+
+    def skip(directory: str, names: list[str]) -> set[str]:
+        if Path(directory) == data_run:
+            return {".snakemake", "results"} & set(names)
+        return set()
+
+    shutil.copytree(data_run, dest, ignore=skip)
+    shutil.copytree(data_run / "results" / "data", dest / "results" / "data")
+    return dest
+
+
+def job_counts_from_dry_run(output: str) -> dict[str, int]:
+    """The 'Job stats' table of `snakemake -n`: rule -> number of jobs (without 'total')."""
+    assert "Job stats:" in output, output[-3000:]
+    counts = {}
+    for line in output.split("Job stats:", 1)[1].splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    counts.pop("total", None)
+    # `all` only gathers inputs: Snakemake finishes it itself and submits nothing.
+    counts.pop("all", None)
+    return counts
+
+
+# ---------------------------------------------------------------------------------------
+# Fast checks of what the cluster and the profiles are built from
+
+
+def test_slurmd_hardware_line_becomes_a_node_with_one_fake_gpu(tmp_path):
+    node = parse_slurmd_hardware(
+        "NodeName=vm CPUs=2 Boards=1 SocketsPerBoard=1 CoresPerSocket=2 ThreadsPerCore=1 "
+        "RealMemory=24105\nUpTime=0-00:05:36\n"
+    )
+    assert node == NodeHardware("vm", 2, 1, 1, 2, 1, 24105)
+    conf = render_slurm_conf(ClusterLayout(tmp_path), node, slurmctld_port=7001, slurmd_port=7002)
+    settings = [line.split(" ")[0] for line in conf.splitlines()]
+    assert "GresTypes=gpu" in settings
+    assert "SelectType=select/cons_tres" in settings  # --gpus needs cons_tres
+    assert "AccountingStorageType=accounting_storage/none" in settings
+    assert "SlurmctldPort=7001" in settings and "SlurmdPort=7002" in settings
+    assert f"AuthInfo=socket={tmp_path / 'munge' / 'munge.socket'}" in settings
+    node_line = next(line for line in conf.splitlines() if line.startswith("NodeName=")).split()
+    assert "Gres=gpu:1" in node_line
+    assert f"RealMemory={int(24105 * NODE_MEMORY_FRACTION)}" in node_line
+    assert {"CPUs=2", "CoresPerSocket=2", "ThreadsPerCore=1"} <= set(node_line)
+    min_job_age = int(re.search(r"^MinJobAge=(\d+)$", conf, re.M).group(1))
+    # The plugin only uses squeue for status when MinJobAge >= 3 x the initial interval.
+    assert min_job_age == MIN_JOB_AGE_SECONDS >= 3 * STATUS_CHECK_SECONDS
+    assert render_gres_conf().split() == ["Name=gpu", "File=/dev/null"]
+
+
+def test_slurmd_hardware_line_without_memory_is_rejected():
+    with pytest.raises(RuntimeError, match="RealMemory"):
+        parse_slurmd_hardware("NodeName=vm CPUs=2 Boards=1 SocketsPerBoard=1 CoresPerSocket=2")
+
+
+def test_profiles_carry_the_settings_each_environment_needs():
+    slurm = yaml.safe_load((SLURM_PROFILE / "config.yaml").read_text())
+    assert slurm["executor"] == "slurm"
+    assert slurm["jobs"] >= 1 and slurm["retries"] >= 1 and slurm["latency-wait"] >= 30
+    assert isinstance(slurm["cores"], int)  # rules use `threads: workflow.cores`
+    assert set(slurm["default-resources"]) == {
+        "slurm_partition",
+        "slurm_account",
+        "runtime",
+        "mem_mb",
+        "cpus_per_task",
+    }
+    assert "resources" not in slurm  # no global GPU limit: SLURM schedules the GPUs
+    default = yaml.safe_load((DEFAULT_PROFILE / "config.yaml").read_text())
+    assert default["cores"] == "all"
+    assert default["resources"] == {"gpu": 1}
+    assert default["keep-going"] is False
+    assert default["rerun-incomplete"] is True
+    assert default["printshellcmds"] is True
+    assert "executor" not in default
+
+
+def test_a_run_past_its_timeout_is_killed_with_its_whole_process_group(tmp_path):
+    # The SLURM plugin can poll forever and ignores SIGTERM; the guard must leave neither
+    # Snakemake nor its jobs behind.
+    (tmp_path / "Snakefile").write_text(
+        'rule hang:\n    output: "never"\n    shell: "echo $$ > job.pid; exec sleep 120"\n'
+    )
+    run = run_snakemake(["--cores", "1"], cwd=tmp_path, env=os.environ, timeout_s=12)
+    assert run.timed_out and run.returncode == -signal.SIGKILL
+    assert 12 <= run.seconds < 40
+    job_pid = int((tmp_path / "job.pid").read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(job_pid):
+        time.sleep(0.2)
+    assert not _alive(job_pid), "the job's process survived the timeout"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+# ---------------------------------------------------------------------------------------
+# The real cluster
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_cluster_node_offers_its_cpus_memory_and_one_gpu(slurm_cluster: SlurmCluster):
+    node = slurm_cluster.run_client(
+        "scontrol", "show", "node", "--oneliner", slurm_cluster.node.name
+    )
+    fields = dict(re.findall(r"(\w+)=(\S*)", node))
+    assert fields["State"] == "IDLE"
+    assert fields["Gres"] == "gpu:1"
+    assert int(fields["CPUTot"]) == slurm_cluster.node.cpus
+    assert int(fields["RealMemory"]) == int(
+        slurm_cluster.node.real_memory_mb * NODE_MEMORY_FRACTION
+    )
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_toy_workflow_runs_each_job_as_a_slurm_job_with_a_gpu_only_where_asked(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+):
+    (tmp_path / "Snakefile").write_text(TOY_SNAKEFILE)
+    run = run_on_slurm(
+        slurm_cluster, ["--profile", str(SLURM_PROFILE), "--config", "seed=7"], tmp_path
+    )
+    assert run.returncode == 0 and not run.timed_out, failure_report(run, slurm_cluster)
+
+    records = assert_jobs_ran_on_slurm(
+        slurm_cluster, tmp_path, run.output, TOY_JOBS_PER_RULE, TOY_GPU_RULES
+    )
+    # The rules' resources reached sbatch: 500 MB each, one CPU per Snakemake thread.
+    for jobs in records.values():
+        assert {(job["MinMemoryNode"], job["NumCPUs"]) for job in jobs} == {("500M", "1")}
+    # Both predict jobs were queued together; SLURM held the second until the GPU was free.
+    first, second = sorted(records["predict"], key=job_span)
+    assert datetime.fromisoformat(second["SubmitTime"]) < job_span(first)[1]
+    assert job_span(second)[0] >= job_span(first)[1]
+
+    # Inside each job: the SLURM job ID slurmctld gave it, and a GPU only for GPU rules.
+    job_ids = {rule: [job["JobId"] for job in jobs] for rule, jobs in records.items()}
+    markers = sorted((tmp_path / "markers").glob("*.json"))
+    assert len(markers) == sum(TOY_JOBS_PER_RULE.values())
+    for marker in markers:
+        rule = marker.stem.split("-")[0]  # markers/RULE[-WILDCARD].json
+        seen = json.loads(marker.read_text())
+        assert seen["SLURM_JOB_ID"] in job_ids[rule], (marker.name, seen)
+        assert (seen["CUDA_VISIBLE_DEVICES"] == "0") == (rule in TOY_GPU_RULES), (marker, seen)
+
+    # And the jobs computed what the rules say.
+    table = np.load(tmp_path / "results" / "data.npy")
+    weights = np.load(tmp_path / "results" / "weights.npy")
+    np.testing.assert_allclose(weights, [1.5, -0.5], atol=0.1)
+    for offset, split in enumerate(("a", "b")):
+        predictions = np.load(tmp_path / "results" / f"predictions_{split}.npy")
+        np.testing.assert_allclose(predictions, table[:, :2] @ weights + offset)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_real_workflow_on_slurm_matches_a_local_run(
+    slurm_cluster: SlurmCluster, tiny_data_run: Path, tmp_path: Path
+):
+    workdirs = {
+        name: reuse_data_stage(tiny_data_run, tmp_path / name) for name in ("local", "slurm")
+    }
+    env = slurm_cluster.client_env()
+    config_args = ["--configfile", str(TINY_CONFIG)]
+    # The rules use `threads: workflow.cores`: ask for what the node has.
+    cores_args = ["--cores", str(slurm_cluster.node.cpus)]
+
+    plan = run_snakemake(
+        [*SLURM_TARGETS, "-n", *config_args], cwd=workdirs["slurm"], env=env, timeout_s=120
+    )
+    assert plan.returncode == 0, failure_report(plan, slurm_cluster)
+    jobs_per_rule = job_counts_from_dry_run(plan.output)
+    assert not DATA_STAGE_RULES & set(jobs_per_rule), f"data stage not reused: {jobs_per_rule}"
+    assert WORKFLOW_GPU_RULES <= set(jobs_per_rule)
+    assert set(jobs_per_rule) - WORKFLOW_GPU_RULES, "the plan has no CPU rule"
+
+    # Both runs at once: the SLURM run mostly waits between status checks. In the local copy
+    # Snakemake picks up profiles/default as the workflow profile by itself.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        local_future = pool.submit(
+            run_snakemake,
+            [*SLURM_TARGETS, *config_args, *cores_args],
+            cwd=workdirs["local"],
+            env=env,
+            timeout_s=RUN_TIMEOUT_S,
+        )
+        slurm_future = pool.submit(
+            run_on_slurm,
+            slurm_cluster,
+            [*SLURM_TARGETS, "--profile", "profiles/slurm", *config_args, *cores_args],
+            workdirs["slurm"],
+        )
+        local, slurm = local_future.result(), slurm_future.result()
+    assert local.returncode == 0, failure_report(local, slurm_cluster)
+    assert "workflow specific profile profiles/default" in local.output
+    assert slurm.returncode == 0 and not slurm.timed_out, failure_report(slurm, slurm_cluster)
+
+    records = assert_jobs_ran_on_slurm(
+        slurm_cluster, workdirs["slurm"], slurm.output, jobs_per_rule, WORKFLOW_GPU_RULES
+    )
+    # `threads: workflow.cores` became --cpus-per-task through the profile's cpus_per_task.
+    assert [job["NumCPUs"] for job in records["train"]] == [str(slurm_cluster.node.cpus)]
+    compared = assert_same_outputs(workdirs["local"] / "results", workdirs["slurm"] / "results")
+    assert any(path.endswith("_posteriors.parquet") for path in compared), compared
+    assert any(path.endswith(".keras") for path in compared), compared
