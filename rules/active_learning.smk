@@ -8,7 +8,7 @@ rule start_rounds:
         labelled=f"{AL}/round_0/labelled.csv",
         unlabelled=f"{AL}/round_0/unlabelled.csv",
     log:
-        f"logs/{AL}/start.log",
+        f"logs/{ROUNDS}/start.log",
     conda:
         "../envs/data.yaml"
     params:
@@ -29,9 +29,9 @@ rule acquire:
         scores=f"{AL}/round_{{round}}/scores.csv",
         acquired=f"{AL}/round_{{round}}/acquired.csv",
     log:
-        f"logs/{AL}/round_{{round}}/acquire.log",
+        f"logs/{ROUNDS}/round_{{round}}/acquire.log",
     benchmark:
-        f"results/benchmarks/{AL}/round_{{round}}/acquire.tsv"
+        f"results/benchmarks/{ROUNDS}/round_{{round}}/acquire.tsv"
     conda:
         "../envs/data.yaml"
     resources:
@@ -60,7 +60,7 @@ rule reveal:
         labelled=f"{AL}/round_{{round}}/labelled.csv",
         unlabelled=f"{AL}/round_{{round}}/unlabelled.csv",
     log:
-        f"logs/{AL}/round_{{round}}/reveal.log",
+        f"logs/{ROUNDS}/round_{{round}}/reveal.log",
     wildcard_constraints:
         round=r"[1-9]\d*",
     conda:
@@ -143,7 +143,7 @@ rule gallery:
             subcategory="{strategy} seed {seed} round {round}",
         ),
     log:
-        f"logs/{AL}/round_{{round}}/gallery.log",
+        f"logs/{ROUNDS}/round_{{round}}/gallery.log",
     conda:
         "../envs/report.yaml"
     params:

@@ -12,7 +12,8 @@ os.environ.update(
 )
 
 DATA = "results/data"
-AL = "results/al/{strategy}/seed_{seed}"
+ROUNDS = "al/{strategy}/seed_{seed}"  # one strategy's rounds, as named under logs/ and results/
+AL = f"results/{ROUNDS}"
 CAMPAIGN = config["active_learning"]["campaign_dir"]
 SPLITS = ["test", "val", "initial", "pool"]
 
@@ -66,19 +67,24 @@ def shards(split):
     return f"{DATA}/shards/{split}"
 
 
-def prediction_targets(wildcards):
-    """An active-learning round predicts only the pool galaxies still waiting; all else in full."""
-    if wildcards.split == "pool" and wildcards.run.startswith("al/"):
-        return {"ids": f"results/{wildcards.run}/unlabelled.csv"}
-    return {}
+def predicted_splits(run):
+    """The supervised run predicts every galaxy; a round its test set and its waiting pool."""
+    return ["test", "pool"] if run.startswith("al/") else SPLITS
+
+
+def prediction_inputs(wildcards):
+    """Shards of every split the run predicts, and a round's list of waiting galaxies."""
+    inputs = {
+        f"shards_{split}": shards(split) for split in predicted_splits(wildcards.run)
+    }
+    if wildcards.run.startswith("al/"):
+        inputs["waiting"] = f"results/{wildcards.run}/unlabelled.csv"
+    return inputs
 
 
 def prediction_groups(wildcards):
     groups = range(config["predict"]["shard_groups"])
-    return [
-        f"results/{wildcards.run}/predictions/{wildcards.split}/group_{g}.h5"
-        for g in groups
-    ]
+    return [f"results/{wildcards.run}/predictions/group_{g}" for g in groups]
 
 
 def truth_table():

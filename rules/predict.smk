@@ -1,16 +1,17 @@
 rule predict:
     input:
-        unpack(prediction_targets),
+        unpack(prediction_inputs),
         model="results/{run}/model.keras",
-        shards=lambda wildcards: shards(wildcards.split),
         tree=tree_file(),
-        library=library("predict", "posteriors", "training", "models", "losses", "shards", "schema"),
+        library=library(
+            "predict", "posteriors", "training", "models", "losses", "shards", "schema"
+        ),
     output:
-        predictions=temp("results/{run}/predictions/{split}/group_{group}.h5"),
+        predictions=temp(directory("results/{run}/predictions/group_{group}")),
     log:
-        "logs/{run}/predict_{split}_{group}.log",
+        "logs/{run}/predict_{group}.log",
     benchmark:
-        "results/benchmarks/{run}/predict_{split}_{group}.tsv"
+        "results/benchmarks/{run}/predict_{group}.tsv"
     conda:
         "../envs/tensorflow.yaml"
     threads: workflow.cores
@@ -19,6 +20,7 @@ rule predict:
         mem_mb=8000,
         runtime=120,
     params:
+        splits=lambda wildcards: predicted_splits(wildcards.run),
         head=config["train"]["head"],
         passes=config["predict"]["passes"],
         batch_size=config["predict"]["batch_size"],

@@ -6,11 +6,14 @@ rule shards:
         tree=tree_file(),
         library=library("shards", "schema"),
     output:
-        shards=directory(f"{DATA}/shards/{{split}}"),
+        test=directory(shards("test")),
+        val=directory(shards("val")),
+        initial=directory(shards("initial")),
+        pool=directory(shards("pool")),
     log:
-        "logs/shards/{split}.log",
+        "logs/shards.log",
     benchmark:
-        "results/benchmarks/shards/{split}.tsv"
+        "results/benchmarks/shards.tsv"
     conda:
         "../envs/tensorflow.yaml"
     threads: workflow.cores

@@ -1,4 +1,6 @@
-"""Snakemake entry point: join the shard groups' predictions and summarise each galaxy."""
+"""Snakemake entry point: join one split's predictions from every shard group and summarise."""
+
+from pathlib import Path
 
 from zooflow.posteriors import gather_and_summarise
 from zooflow.runlog import log_to
@@ -8,7 +10,7 @@ from zooflow.schema import load_schema
 if __name__ == "__main__":
     with log_to(snakemake.log[0]):
         gather_and_summarise(
-            snakemake.input.parts,
+            [Path(group) / f"{snakemake.wildcards.split}.h5" for group in snakemake.input.parts],
             snakemake.output.predictions,
             snakemake.output.summary,
             load_schema(snakemake.input.tree, snakemake.params.question_suffix),

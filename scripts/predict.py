@@ -1,21 +1,21 @@
-"""Snakemake entry point: MC-dropout posteriors for one group of one split's shards."""
+"""Snakemake entry point: MC-dropout posteriors for one shard group of every split a run needs."""
 
-from zooflow.predict import predict_catalogue
+from zooflow.predict import predict_splits
 from zooflow.runlog import log_to
 from zooflow.schema import load_schema
 
 # Guarded: process pools that spawn workers re-import this file as their main module.
 if __name__ == "__main__":
     with log_to(snakemake.log[0]):
-        predict_catalogue(
+        predict_splits(
             snakemake.input.model,
-            [snakemake.input.shards],
+            {split: snakemake.input[f"shards_{split}"] for split in snakemake.params.splits},
             load_schema(snakemake.input.tree, snakemake.params.question_suffix),
             snakemake.output.predictions,
+            ids={"pool": snakemake.input.waiting} if "waiting" in snakemake.input.keys() else None,
             head=snakemake.params.head,
             passes=snakemake.params.passes,
             batch_size=snakemake.params.batch_size,
-            ids=snakemake.input.get("ids"),
             shard_group=(int(snakemake.wildcards.group), snakemake.params.shard_groups),
             seed=snakemake.params.seed,
         )

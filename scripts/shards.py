@@ -1,18 +1,17 @@
-"""Snakemake entry point: write one split's galaxies into TFRecord shards with a manifest."""
+"""Snakemake entry point: write every split's galaxies into TFRecord shards with manifests."""
 
 from zooflow.runlog import log_to
 from zooflow.schema import load_schema
-from zooflow.shards import write_split_shards
+from zooflow.shards import SPLITS, write_all_shards
 
 # Guarded: process pools that spawn workers re-import this file as their main module.
 if __name__ == "__main__":
     with log_to(snakemake.log[0]):
-        write_split_shards(
+        write_all_shards(
             snakemake.input.images,
             snakemake.input.catalogue,
             snakemake.input.splits,
-            snakemake.wildcards.split,
-            snakemake.output.shards,
+            {split: snakemake.output[split] for split in SPLITS},
             load_schema(snakemake.input.tree, snakemake.params.question_suffix),
             examples_per_shard=snakemake.params.examples_per_shard,
             threads=snakemake.threads,

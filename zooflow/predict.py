@@ -67,7 +67,7 @@ def sample_posteriors_full_passes(model, images, passes: int) -> np.ndarray:
 
 
 def iter_posterior_batches(
-    model_path: str | Path,
+    model: str | Path | keras.Model,
     manifests: Sequence[str | Path],
     schema: Schema,
     *,
@@ -77,12 +77,13 @@ def iter_posterior_batches(
     shard_group: tuple[int, int] | None = None,
     seed: int = 0,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield (id_str, votes, samples) per batch."""
+    """Yield (id_str, votes, samples) per batch; ``model`` is a saved model's path or the model."""
     from zooflow.models import split_trunk_head
     from zooflow.training import make_dataset
 
     keras.utils.set_random_seed(seed)
-    model = load_model(model_path)
+    if not isinstance(model, keras.Model):
+        model = load_model(model)
     trunk, head = split_trunk_head(model)
     dataset = make_dataset(
         manifests,
@@ -104,7 +105,7 @@ def iter_posterior_batches(
 
 
 def predict_catalogue(
-    model_path: str | Path,
+    model: str | Path | keras.Model,
     manifests: Sequence[str | Path],
     schema: Schema,
     out_path: str | Path,
@@ -142,7 +143,7 @@ def predict_catalogue(
         f.create_dataset("label_cols", data=np.array(schema.label_cols, dtype=object), dtype=STRING)
         f.attrs.update(head=head, passes=passes, schema=schema.name)
         for ids_batch, votes, samples in iter_posterior_batches(
-            model_path,
+            model,
             manifests,
             schema,
             passes=passes,
@@ -161,3 +162,42 @@ def predict_catalogue(
     tmp.replace(out_path)
     log.info("wrote %d galaxies x %d passes to %s", count, passes, out_path)
     return count
+
+
+def predict_splits(
+    model_path: str | Path,
+    shards: dict[str, str | Path],
+    schema: Schema,
+    out_dir: str | Path,
+    *,
+    ids: dict[str, str | Path] | None = None,
+    head: str = "dirichlet",
+    passes: int = 30,
+    batch_size: int = 256,
+    shard_group: tuple[int, int] | None = None,
+    seed: int = 0,
+) -> dict[str, int]:
+    """Predict several splits with one loaded model: ``out_dir/{split}.h5`` for each.
+
+    ``shards`` maps split names to shard folders; ``ids`` optionally restricts a split to some
+    galaxies (an active-learning round's waiting pool). One job per run, rather than per split,
+    pays TensorFlow's start-up and the model's load and trace once.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = load_model(model_path)
+    counts = {}
+    for split, folder in shards.items():
+        counts[split] = predict_catalogue(
+            model,
+            [folder],
+            schema,
+            out_dir / f"{split}.h5",
+            head=head,
+            passes=passes,
+            batch_size=batch_size,
+            ids=(ids or {}).get(split),
+            shard_group=shard_group,
+            seed=seed,
+        )
+    return counts

@@ -27,7 +27,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -492,3 +492,29 @@ def load_split(manifest_path: str | Path) -> tuple[np.ndarray, np.ndarray, np.nd
             f"{manifest_path}: read {len(ids)} examples, manifest says {manifest['count']}"
         )
     return np.asarray(ids, dtype=str), votes, images
+
+
+def write_all_shards(
+    images_path: str | Path,
+    catalogue_path: str | Path,
+    splits_path: str | Path,
+    out_dirs: Mapping[str, str | Path],
+    schema: Schema,
+    *,
+    examples_per_shard: int,
+    threads: int = 1,
+) -> dict[str, dict]:
+    """Every split's shards in one call (one process start-up for all of them): the manifests."""
+    return {
+        split: write_split_shards(
+            images_path,
+            catalogue_path,
+            splits_path,
+            split,
+            out_dir,
+            schema,
+            examples_per_shard=examples_per_shard,
+            threads=threads,
+        )
+        for split, out_dir in out_dirs.items()
+    }

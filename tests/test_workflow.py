@@ -1,0 +1,121 @@
+"""The whole workflow through Snakemake on the tiny survey: products, rounds, reruns."""
+
+import json
+import os
+import time
+
+import pandas as pd
+import pytest
+
+from conftest import TINY_CONFIG, planned_updates, run_snakemake
+
+pytestmark = pytest.mark.slow
+
+STRATEGIES = ("bald", "random")
+
+
+def _round(workdir, strategy, r):
+    return workdir / "results" / "al" / strategy / "seed_42" / f"round_{r}"
+
+
+def test_the_default_target_makes_every_product(tiny_full_run):
+    results = tiny_full_run / "results"
+    for split in ("test", "val", "initial", "pool"):
+        posteriors = pd.read_parquet(results / "full" / f"{split}_posteriors.parquet")
+        assert "smooth-or-featured_smooth_fraction_hi" in posteriors
+    summary = json.loads((results / "full" / "evaluation" / "summary.json").read_text())
+    assert summary["n_galaxies"] > 0 and 0 < summary["rmse"] < 1
+    for figure in ("coverage", "posteriors", "training"):
+        assert (results / "full" / "figures" / f"{figure}.png").stat().st_size > 1000
+    curves = pd.read_csv(results / "al" / "learning_curves.csv")
+    assert sorted(set(curves["strategy"])) == sorted(STRATEGIES)
+    assert sorted(curves["round"].unique()) == [0, 1]
+    # Round 1 has the initial set plus one round of acquisitions (8 in the tiny config).
+    assert (curves.loc[curves["round"] == 1, "n_acquired"] == 8).all()
+    saved = json.loads((results / "al" / "labels_saved.json").read_text())
+    assert "rmse" in saved
+    assert (results / "al" / "bald" / "seed_42" / "round_0" / "gallery.png").exists()
+
+
+def test_a_round_trains_on_the_initial_set_plus_acquisitions_and_nothing_else(tiny_full_run):
+    splits = pd.read_csv(tiny_full_run / "results" / "data" / "splits.csv")
+    by_split = {s: set(splits.loc[splits["split"] == s, "id_str"]) for s in splits["split"]}
+    for strategy in STRATEGIES:
+        round_0, round_1 = _round(tiny_full_run, strategy, 0), _round(tiny_full_run, strategy, 1)
+        labelled_0 = set(pd.read_csv(round_0 / "labelled.csv")["id_str"])
+        acquired_0 = set(pd.read_csv(round_0 / "acquired.csv")["id_str"])
+        labelled_1 = set(pd.read_csv(round_1 / "labelled.csv")["id_str"])
+        assert labelled_0 == by_split["initial"]
+        assert acquired_0 <= by_split["pool"]
+        assert labelled_1 == labelled_0 | acquired_0
+        # Evaluation and validation galaxies never enter a training set.
+        assert not (labelled_1 & (by_split["test"] | by_split["val"]))
+        # Round 0 predicted (and so could only acquire from) the galaxies waiting in the pool.
+        predicted = pd.read_parquet(round_0 / "pool_posteriors.parquet")["id_str"]
+        assert set(predicted) == by_split["pool"]
+        config = json.loads((round_1 / "training_config.json").read_text())
+        assert config["n_train"] == len(labelled_1)
+
+
+def test_the_report_gathers_every_figure(tiny_full_run):
+    run_snakemake(tiny_full_run, "--report", "report.html", "--configfile", str(TINY_CONFIG))
+    html = (tiny_full_run / "report.html").read_text(errors="ignore")
+    for caption in ("Discrete coverage", "learning curves", "most informative"):
+        assert caption.lower() in html.lower()
+
+
+def test_nothing_is_left_to_do_after_a_full_run(tiny_full_run):
+    assert planned_updates(tiny_full_run) == []
+
+
+def _rules_of(paths):
+    """Which stages a list of planned files belongs to, by their names."""
+    return {os.path.basename(p) for p in paths}
+
+
+def test_a_changed_training_setting_reruns_training_and_what_follows_only(tiny_full_run):
+    planned = planned_updates(tiny_full_run, config={"train": {"learning_rate": 0.0005}})
+    assert "results/full/model.keras" in planned
+    assert any(p.endswith("round_1/model.keras") for p in planned)
+    assert "results/al/learning_curves.csv" in planned
+    assert not [p for p in planned if p.startswith("results/data/")]
+
+
+def test_editing_the_acquisition_module_reruns_only_acquisition_and_what_follows(
+    tiny_full_run,
+):
+    module = tiny_full_run / "zooflow" / "acquisition.py"
+    original = module.read_text()
+    try:
+        module.write_text(original + "\n# an edit\n")
+        later = time.time() + 5
+        os.utime(module, (later, later))
+        planned = planned_updates(tiny_full_run)
+    finally:
+        module.write_text(original)
+    names = _rules_of(planned)
+    assert {"acquired.csv", "scores.csv"} <= names
+    assert any(p.endswith("round_1/model.keras") for p in planned)
+    # Neither the data stage, nor the supervised run, nor round 0's model.
+    assert not [p for p in planned if p.startswith(("results/data/", "results/full/"))]
+    assert not [p for p in planned if p.endswith("round_0/model.keras")]
+    # Restore a consistent state for the other tests.
+    os.utime(module, (time.time() - 3600, time.time() - 3600))
+
+
+def test_a_changed_mock_survey_parameter_reruns_everything(tiny_full_run):
+    planned = planned_updates(tiny_full_run, config={"mock": {"n_galaxies": 80, "sky_noise": 2.0}})
+    assert "results/data/mock/catalogue.csv" in planned
+    assert "results/data/catalogue.parquet" in planned
+    assert "results/full/model.keras" in planned
+    assert "results/al/learning_curves.csv" in planned
+
+
+def test_raising_the_number_of_rounds_runs_only_the_new_rounds(tiny_full_run):
+    planned = planned_updates(tiny_full_run, config={"active_learning": {"rounds": 3}})
+    for strategy in STRATEGIES:
+        assert f"results/al/{strategy}/seed_42/round_2/model.keras" in planned
+        assert f"results/al/{strategy}/seed_42/round_1/acquired.csv" in planned
+        for old in (0, 1):
+            assert f"results/al/{strategy}/seed_42/round_{old}/model.keras" not in planned
+    assert not [p for p in planned if p.startswith(("results/data/", "results/full/"))]
