@@ -29,6 +29,5 @@ rule all:
     default_target: True
     input:
         data_products(),
-        run_products("full"),
-        expand("results/full/{split}_posteriors.parquet", split=SPLITS),
         al_products(),
+

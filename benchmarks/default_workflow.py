@@ -1,7 +1,8 @@
 """The default workflow end to end on the embedded mock survey: wall time and science figures.
 
-Runs `snakemake --cores 2` (data -> supervised run -> active-learning rounds for both strategies
--> learning curves) in a scratch copy of the workflow, then prints
+Runs `snakemake --cores 2` (data -> active-learning rounds for both strategies -> learning
+curves), then the `full` target (the supervised run on every labelled galaxy), in a scratch copy
+of the workflow, and prints
 - the wall time against the 15-minute goal on 2 cores;
 - from the supervised run's test set: smooth-or-featured accuracy on confident galaxies (goal
   >= 99%), the coverage error at e = 0.2 N (goal <= 5%), RMSE against observed and true fractions;
@@ -39,15 +40,19 @@ def main() -> None:
         src, dest = REPO / part, workdir / part
         if not dest.exists():
             (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest)
-    cmd = [sys.executable, "-m", "snakemake", "--cores", str(args.cores)]
-    if args.configfile:
-        cmd += ["--configfile", str(args.configfile.resolve())]
-    start = time.perf_counter()
-    with open(workdir / "snakemake.log", "w") as log:
-        result = subprocess.run(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
-    minutes = (time.perf_counter() - start) / 60
-    if result.returncode != 0:
-        raise SystemExit(f"the workflow failed; see {workdir / 'snakemake.log'}")
+    extra = ["--configfile", str(args.configfile.resolve())] if args.configfile else []
+
+    def snakemake(*targets: str) -> float:
+        cmd = [sys.executable, "-m", "snakemake", "--cores", str(args.cores), *targets, *extra]
+        start = time.perf_counter()
+        with open(workdir / "snakemake.log", "a") as log:
+            result = subprocess.run(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+        if result.returncode != 0:
+            raise SystemExit(f"the workflow failed; see {workdir / 'snakemake.log'}")
+        return (time.perf_counter() - start) / 60
+
+    minutes = snakemake()  # the default target: data -> rounds -> learning curves
+    full_minutes = snakemake("full")  # the supervised run on every labelled galaxy
 
     results = workdir / "results"
     print(
@@ -55,6 +60,7 @@ def main() -> None:
         f"= {minutes / GOAL_MINUTES:.2f}x the {GOAL_MINUTES:.0f}-minute goal "
         f"{'PASS' if minutes <= GOAL_MINUTES else 'FAIL'}"
     )
+    print(f"then the supervised `full` target: {full_minutes:.1f} min (not part of the goal)")
     summary_path = results / "full" / "evaluation" / "summary.json"
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())

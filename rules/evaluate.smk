@@ -65,3 +65,9 @@ rule plot_run:
         question_suffix=config["schema"]["question_suffix"],
     script:
         "../scripts/plot_run.py"
+
+
+rule full:
+    input:
+        run_products("full"),
+        expand("results/full/{split}_posteriors.parquet", split=SPLITS),

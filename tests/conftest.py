@@ -119,15 +119,15 @@ def tiny_survey(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_full_run(tmp_path_factory) -> Path:
-    """The whole default target (data, supervised run, active-learning rounds for both
-    strategies, learning curves) run once through Snakemake on the tiny config."""
+    """The default target (data, active-learning rounds for both strategies, learning curves)
+    and the supervised `full` run, once through Snakemake on the tiny config."""
     workdir = copy_workflow(tmp_path_factory.mktemp("tiny_full"))
-    run_snakemake(workdir, "--configfile", str(TINY_CONFIG), timeout=1200)
+    run_snakemake(workdir, "all", "full", "--configfile", str(TINY_CONFIG), timeout=1200)
     return workdir
 
 
 def planned_updates(
-    workdir: Path, *, config: dict | None = None, targets: tuple[str, ...] = ()
+    workdir: Path, *, config: dict | None = None, targets: tuple[str, ...] = ("all", "full")
 ) -> list[str]:
     """Files a dry run of the workflow in ``workdir`` would (re)create, via Snakemake's API."""
     from snakemake.api import SnakemakeApi
