@@ -30,4 +30,3 @@ rule all:
     input:
         data_products(),
         al_products(),
-

@@ -131,6 +131,7 @@ def planned_updates(
 ) -> list[str]:
     """Files a dry run of the workflow in ``workdir`` would (re)create, via Snakemake's API."""
     from snakemake.api import SnakemakeApi
+    from snakemake.settings.enums import Quietness
     from snakemake.settings.types import (
         ConfigSettings,
         DAGSettings,
@@ -141,7 +142,7 @@ def planned_updates(
     updated: list[str] = []
     cwd = os.getcwd()
     try:
-        with SnakemakeApi(OutputSettings(quiet=True)) as api:
+        with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
             workflow = api.workflow(
                 resource_settings=ResourceSettings(cores=1),
                 config_settings=ConfigSettings(configfiles=[TINY_CONFIG], config=config or {}),
