@@ -137,3 +137,27 @@ def test_bad_training_settings_are_refused():
         TrainingConfig(head="gaussian")
     with pytest.raises(ValueError, match="device"):
         TrainingConfig(device="tpu")
+
+
+def test_the_gpu_path_mixed_precision_and_mirrored_strategy_trains(
+    tiny_survey, tmp_path, monkeypatch
+):
+    """What `device: auto` does on GPU machines, exercised on the CPU: a MirroredStrategy and the
+    mixed_float16 policy. The head must still emit float32 and the loss stay finite."""
+    import tensorflow as tf
+
+    import zooflow.training as training
+
+    def mirrored_mixed(seed, deterministic, device="auto"):
+        keras.utils.set_random_seed(seed)
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        return tf.distribute.MirroredStrategy(["/cpu:0"])
+
+    monkeypatch.setattr(training, "configure_tensorflow", mirrored_mixed)
+    try:
+        history = _train(tiny_survey, tmp_path, TrainingConfig(epochs=1, **SMALL))
+        model = keras.models.load_model(tmp_path / "model.keras", compile=False)
+        assert model.output.dtype == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.isfinite(history["loss"]).all()
