@@ -74,7 +74,10 @@ def test_training_data_are_exactly_the_labelled_set_with_its_votes(tiny_survey):
     splits = pd.read_csv(tiny_survey.splits)
     pool_ids = splits.loc[splits["split"] == "pool", "id_str"].head(5).tolist()
     labels = catalogue.set_index("id_str").loc[pool_ids, schema.label_cols].reset_index()
-    labels[schema.label_cols] = 7  # votes the shards do not hold
+    # Votes the shards do not hold, different for every galaxy, so a mix-up would show.
+    labels[schema.label_cols] = np.repeat(
+        100 + np.arange(len(labels))[:, None], schema.n_answers, 1
+    )
     dataset = make_dataset(
         [tiny_survey.shards["initial"], tiny_survey.shards["pool"]],
         schema,
@@ -82,12 +85,13 @@ def test_training_data_are_exactly_the_labelled_set_with_its_votes(tiny_survey):
         labels=labels,
         with_ids=True,
     )
-    seen_ids, seen_votes = [], []
+    expected = labels.set_index("id_str")[schema.label_cols]
+    seen_ids = []
     for _, votes, ids in dataset:
-        seen_ids.extend(i.decode() for i in ids.numpy())
-        seen_votes.append(votes.numpy())
+        batch_ids = [i.decode() for i in ids.numpy()]
+        np.testing.assert_array_equal(votes.numpy(), expected.loc[batch_ids].to_numpy())
+        seen_ids.extend(batch_ids)
     assert sorted(seen_ids) == sorted(pool_ids)
-    assert (np.concatenate(seen_votes) == 7).all()
 
 
 def test_a_labelled_galaxy_missing_from_the_shards_fails_loudly(tiny_survey):
