@@ -1,7 +1,7 @@
 rule preprocess:
     input:
         catalogue=f"{DATA}/catalogue.parquet",
-        library=library("preprocess", "images"),
+        library=library("preprocess", "catalogue", "images"),
     output:
         images=f"{DATA}/images.h5",
     log:

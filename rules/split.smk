@@ -1,7 +1,7 @@
 rule split:
     input:
         catalogue=f"{DATA}/catalogue.parquet",
-        library=library("splits"),
+        library=library("splits", "catalogue"),
     output:
         splits=f"{DATA}/splits.csv",
     log:

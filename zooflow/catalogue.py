@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -530,3 +530,30 @@ def write_ingest(
             f"({fraction:.1%}), more than max_rejected_fraction={max_rejected_fraction:.1%}. "
             f"Every reason is in {rejected_path}; the first ones:\n{examples}"
         )
+
+
+def read_catalogue_columns(catalogue_path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
+    """Columns of a clean catalogue that later stages need: all present, no empty cell, unique ids.
+
+    Errors name the catalogue and the first offending row.
+    """
+    catalogue_path = Path(catalogue_path)
+    try:
+        table = pd.read_parquet(catalogue_path, columns=list(columns))
+    except (KeyError, ValueError) as err:
+        wanted = " and ".join(repr(c) for c in columns)
+        raise ValueError(f"{catalogue_path}: the catalogue needs columns {wanted} ({err})") from err
+    for column in columns:
+        missing = table[column].isna().to_numpy()
+        if missing.any():
+            raise ValueError(
+                f"{catalogue_path}: row {int(np.flatnonzero(missing)[0])} has no {column}"
+            )
+    duplicated = table["id_str"].astype(str).duplicated(keep=False).to_numpy()
+    if duplicated.any():
+        rows = np.flatnonzero(duplicated)[:5].tolist()
+        raise ValueError(
+            f"{catalogue_path}: id_str must be unique; rows {rows} share "
+            f"{table['id_str'].iloc[rows[0]]!r}"
+        )
+    return table

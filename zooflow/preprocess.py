@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from zooflow.catalogue import read_catalogue_columns
 from zooflow.images import decode_image
 
 log = logging.getLogger(__name__)
@@ -138,24 +139,7 @@ def parallel_map(
 
 
 def _read_image_list(catalogue_path: str | Path) -> pd.DataFrame:
-    catalogue_path = Path(catalogue_path)
-    try:
-        table = pd.read_parquet(catalogue_path, columns=["id_str", "file_loc"])
-    except (KeyError, ValueError) as err:
-        raise ValueError(
-            f"{catalogue_path}: the catalogue needs columns 'id_str' and 'file_loc' ({err})"
-        ) from err
-    missing = table["id_str"].isna() | table["file_loc"].isna()
-    if missing.any():
-        row = int(np.flatnonzero(missing.to_numpy())[0])
-        raise ValueError(f"{catalogue_path}: row {row} has no id_str or no file_loc")
-    duplicated = table["id_str"].duplicated(keep=False)
-    if duplicated.any():
-        rows = np.flatnonzero(duplicated.to_numpy())[:5].tolist()
-        raise ValueError(
-            f"{catalogue_path}: id_str must be unique; rows {rows} share "
-            f"{table['id_str'].iloc[rows[0]]!r}"
-        )
+    table = read_catalogue_columns(catalogue_path, ["id_str", "file_loc"])
     return table.astype({"id_str": str, "file_loc": str})
 
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from zooflow.catalogue import read_catalogue_columns
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("test", "val", "initial", "pool")
@@ -104,26 +106,7 @@ def write_splits(
     The CSV is written to a temporary name and renamed, so a partial file never appears.
     Returns the same table; the count per split is logged.
     """
-    catalogue_path = Path(catalogue_path)
-    try:
-        table = pd.read_parquet(catalogue_path, columns=["id_str", "labelled"])
-    except (KeyError, ValueError) as err:
-        raise ValueError(
-            f"{catalogue_path}: the catalogue needs columns 'id_str' and 'labelled' ({err})"
-        ) from err
-    for column in ("id_str", "labelled"):
-        missing = table[column].isna().to_numpy()
-        if missing.any():
-            raise ValueError(
-                f"{catalogue_path}: row {int(np.flatnonzero(missing)[0])} has no {column}"
-            )
-    duplicated = table["id_str"].astype(str).duplicated(keep=False).to_numpy()
-    if duplicated.any():
-        rows = np.flatnonzero(duplicated)[:5].tolist()
-        raise ValueError(
-            f"{catalogue_path}: id_str must be unique; rows {rows} share "
-            f"{table['id_str'].iloc[rows[0]]!r}"
-        )
+    table = read_catalogue_columns(catalogue_path, ["id_str", "labelled"])
     if not pd.api.types.is_bool_dtype(table["labelled"]):
         raise ValueError(
             f"{catalogue_path}: column 'labelled' must be boolean, got {table['labelled'].dtype}"

@@ -97,7 +97,10 @@ def manifest_path(source: str | Path) -> Path:
 
 
 def shard_files(
-    sources: Sequence[str | Path], shard_group: tuple[int, int] | None = None
+    sources: Sequence[str | Path],
+    shard_group: tuple[int, int] | None = None,
+    *,
+    verify_checksums: bool = True,
 ) -> tuple[list[tuple[str, int]], tuple[int, int, int]]:
     """(file, examples) of the given splits' shards (optionally one group of G, for parallel
     prediction), and the image shape."""
@@ -107,7 +110,7 @@ def shard_files(
     shapes = set()
     for source in sources:
         path = manifest_path(source)
-        manifest = read_manifest(path)
+        manifest = read_manifest(path, verify_checksums=verify_checksums)
         shapes.add(tuple(manifest["image_shape"]))
         files.extend((str(path.parent / e["name"]), int(e["count"])) for e in manifest["files"])
     if len(shapes) > 1:
@@ -320,7 +323,8 @@ def train_model(
         deterministic=config.deterministic,
     )
     val = make_dataset(val_manifests, schema, batch_size=batch_size, cache=config.cache)
-    _, image_shape = shard_files(train_manifests)
+    # make_dataset above already verified these shards' checksums; only the shape is needed.
+    _, image_shape = shard_files(train_manifests, verify_checksums=False)
     n_train = _count_examples(train_manifests, labels)
     if n_train == 0:
         raise ValueError("no galaxies to train on: the training set is empty")
