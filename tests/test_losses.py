@@ -13,7 +13,7 @@ from zooflow.losses import (
     LOSSES,
     BinomialLoss,
     DirichletMultinomialLoss,
-    QuestionDirichletMultinomialLoss,
+    QuestionLosses,
     binomial_nll,
     build_loss,
     dirichlet_multinomial_nll,
@@ -222,16 +222,32 @@ def test_build_loss_registry(schema):
 
 def test_per_question_metrics_add_up_to_the_loss(schema, votes_and_alpha):
     votes, alpha = votes_and_alpha
-    metrics = per_question_metrics(schema)
-    assert [m.name for m in metrics] == [f"loss_{q}" for q in schema.question_names]
+    (metric,) = per_question_metrics(schema)
     expected = scipy_per_question(schema, votes, alpha)
-    for metric in metrics:
-        metric.update_state(votes[:5], alpha[:5])
-        metric.update_state(votes[5:], alpha[5:])
-    values = np.array([float(m.result()) for m in metrics])
+    metric.update_state(votes[:5], alpha[:5])
+    metric.update_state(votes[5:], alpha[5:])
+    result = metric.result()
+    assert list(result) == [f"loss_{q}" for q in schema.question_names]
+    values = np.array([float(v) for v in result.values()])
     np.testing.assert_allclose(values, expected.mean(axis=0), rtol=1e-5, atol=1e-9)
     total = float(DirichletMultinomialLoss(schema)(votes, alpha))
     np.testing.assert_allclose(values.sum(), total, rtol=1e-5)
+
+
+def test_question_losses_weight_galaxies_and_reset(schema, votes_and_alpha):
+    votes, alpha = votes_and_alpha
+    expected = scipy_per_question(schema, votes, alpha)
+    weights = np.linspace(0.5, 2.0, len(votes))
+    metric = QuestionLosses(schema)
+    metric.update_state(votes, alpha, sample_weight=weights)
+    values = np.array([float(v) for v in metric.result().values()])
+    np.testing.assert_allclose(values, weights @ expected / weights.sum(), rtol=1e-5, atol=1e-9)
+    metric.reset_state()
+    assert all(float(v) == 0.0 for v in metric.result().values())
+    metric.update_state(votes[:1], alpha[:1])
+    np.testing.assert_allclose(
+        [float(v) for v in metric.result().values()], expected[0], rtol=1e-5, atol=1e-9
+    )
 
 
 def test_metric_name_is_safe_for_tensorboard():
@@ -275,6 +291,7 @@ def test_per_question_metrics_logged_by_fit_and_reload(schema, tmp_path):
     )
 
 
-def test_question_metric_rejects_unknown_question(schema):
-    with pytest.raises(KeyError, match="no question 'tidal'"):
-        QuestionDirichletMultinomialLoss("tidal", schema)
+def test_question_losses_reload_with_their_tree(schema):
+    metric = QuestionLosses(schema)
+    clone = QuestionLosses.from_config(metric.get_config())
+    assert clone.schema == schema and clone.result_names == metric.result_names
