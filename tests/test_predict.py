@@ -95,9 +95,7 @@ def test_shard_groups_gather_to_the_same_predictions(tiny_survey, tmp_path):
     ids_gathered, _, pred_gathered, _ = read_predictions(gathered)
     order = np.argsort(ids_gathered)
     assert sorted(ids_whole) == list(ids_gathered[order])
-    np.testing.assert_allclose(
-        pred_whole[np.argsort(ids_whole)], pred_gathered[order], rtol=1e-5
-    )
+    np.testing.assert_allclose(pred_whole[np.argsort(ids_whole)], pred_gathered[order], rtol=1e-5)
     table = pd.read_parquet(summary)
     assert len(table) == len(ids_whole)
 
