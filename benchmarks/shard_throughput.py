@@ -5,8 +5,8 @@ colour on a noisy sky) and a matching catalogue in a temporary folder, then meas
 same number of workers (``--threads``):
 
 (a) bare throughput: ``decode_image`` + ``prepare_image`` for every file, nothing written;
-(b) the writing path: ``write_splits`` + ``preprocess_catalogue`` (HDF5) + ``write_split_shards``
-    for each of the four splits.
+(b) the writing path: ``write_splits`` + ``preprocess_catalogue`` (HDF5) + ``write_all_shards``
+    (the four splits, as the workflow's shards job).
 
 and prints both in images/s with the ratio (b)/(a); the goal is at least 0.7. (a) and (b)
 alternate, ``--repeats`` times, and the best of each is kept.
@@ -119,24 +119,22 @@ def bare_decode_resize(
     return time.perf_counter() - started, cpu_seconds() - cpu_started
 
 
-def write_all_shards(folder: Path, examples_per_shard: int, threads: int, level: int) -> None:
-    """Shard-writer mode: write the four splits, print JSON {"wall", "cpu"} seconds."""
-    from zooflow.shards import write_split_shards  # imports TensorFlow, before the clock
+def shard_writer_mode(folder: Path, examples_per_shard: int, threads: int, level: int) -> None:
+    """Write the four splits as the workflow's shards job does; print JSON {"wall", "cpu"} s."""
+    from zooflow.shards import write_all_shards  # imports TensorFlow, before the clock
 
     schema = load_schema(TREE)
     started, cpu_started = time.perf_counter(), time.process_time()
-    for split in SPLITS:
-        write_split_shards(
-            folder / "images.h5",
-            folder.parent / "catalogue.parquet",
-            folder / "splits.csv",
-            split,
-            folder / "shards" / split,
-            schema,
-            examples_per_shard=examples_per_shard,
-            threads=threads,
-            png_compress_level=level,
-        )
+    write_all_shards(
+        folder / "images.h5",
+        folder.parent / "catalogue.parquet",
+        folder / "splits.csv",
+        {split: folder / "shards" / split for split in SPLITS},
+        schema,
+        examples_per_shard=examples_per_shard,
+        threads=threads,
+        png_compress_level=level,
+    )
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     print(json.dumps({"wall": wall, "cpu": cpu}))
 
@@ -206,7 +204,7 @@ def main() -> None:
     parser.add_argument("--write-shards-in", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.write_shards_in is not None:
-        write_all_shards(
+        shard_writer_mode(
             args.write_shards_in, args.examples_per_shard, args.threads, args.png_compress_level
         )
         return

@@ -23,6 +23,7 @@ from zooflow.shards import (
     parse_example,
     read_manifest,
     shard_dataset,
+    write_all_shards,
     write_split_shards,
 )
 from zooflow.splits import SPLITS
@@ -147,6 +148,28 @@ def test_thread_count_does_not_change_the_bytes(survey, tmp_path):
     for entry in one["files"]:
         a = (tmp_path / "one" / entry["name"]).read_bytes()
         assert a == (tmp_path / "two" / entry["name"]).read_bytes()
+
+
+def test_all_splits_at_once_match_one_split_at_a_time(survey, tmp_path):
+    together = write_all_shards(
+        survey["grey"],
+        survey["catalogue"],
+        survey["splits"],
+        {split: tmp_path / "together" / split for split in SPLITS},
+        SCHEMA,
+        examples_per_shard=2,
+        threads=2,
+    )
+    assert list(together) == list(SPLITS)
+    for split in SPLITS:
+        alone = write(survey, split, tmp_path / "alone" / split, examples_per_shard=2)
+        assert together[split] == alone
+        assert alone["count"] == len(expected_rows(survey, split)[1]) > 0
+        for entry in alone["files"]:
+            shard = Path(split) / entry["name"]
+            assert (tmp_path / "together" / shard).read_bytes() == (
+                tmp_path / "alone" / shard
+            ).read_bytes()
 
 
 def test_empty_split_gives_an_empty_manifest(survey, tmp_path):

@@ -258,14 +258,43 @@ def write_split_shards(
 ) -> dict:
     """Write the galaxies of one split into ``out_dir`` as TFRecord shards; return the manifest.
 
-    Galaxies keep catalogue order: shard ``k`` holds the split's galaxies
-    ``k * examples_per_shard`` to ``(k + 1) * examples_per_shard - 1``. ``threads`` threads each
-    write whole shards, so the bytes do not depend on the number of threads. ``png_compress_level``
-    0 stores pixels uncompressed inside the PNG (fastest to write and to decode in training);
-    1..9 trade speed for roughly a third smaller files on noisy cutouts.
+    See :func:`write_all_shards`, which this calls with the one split.
     """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    return write_all_shards(
+        images_path,
+        catalogue_path,
+        splits_path,
+        {split: out_dir},
+        schema,
+        examples_per_shard=examples_per_shard,
+        threads=threads,
+        png_compress_level=png_compress_level,
+    )[split]
+
+
+def write_all_shards(
+    images_path: str | Path,
+    catalogue_path: str | Path,
+    splits_path: str | Path,
+    out_dirs: Mapping[str, str | Path],
+    schema: Schema,
+    *,
+    examples_per_shard: int,
+    threads: int = 1,
+    png_compress_level: int = 0,
+) -> dict[str, dict]:
+    """Write the galaxies of each split in ``out_dirs`` ({split: folder}) as TFRecord shards.
+
+    Returns ``{split: manifest}``. Galaxies keep catalogue order: shard ``k`` of a split holds
+    its galaxies ``k * examples_per_shard`` to ``(k + 1) * examples_per_shard - 1``. The
+    catalogue, splits and image ids are read once for all splits; ``threads`` threads each write
+    whole shards (of any split), so the bytes do not depend on the number of threads.
+    ``png_compress_level`` 0 stores pixels uncompressed inside the PNG (fastest to write and to
+    decode in training); 1..9 trade speed for roughly a third smaller files on noisy cutouts.
+    """
+    unknown = [split for split in out_dirs if split not in SPLITS]
+    if unknown:
+        raise ValueError(f"split must be one of {SPLITS}, got {unknown[0]!r}")
     if isinstance(examples_per_shard, bool) or examples_per_shard < 1:
         raise ValueError(f"examples_per_shard must be a positive integer, got {examples_per_shard}")
     if threads < 1:
@@ -274,15 +303,22 @@ def write_split_shards(
         raise ValueError(f"png_compress_level must be 0..9, got {png_compress_level}")
     started = time.perf_counter()
     images_path, catalogue_path = Path(images_path), Path(catalogue_path)
-    out_dir = Path(out_dir)
+    out_dirs = {split: Path(folder) for split, folder in out_dirs.items()}
     ids, votes = _read_votes(catalogue_path, schema)
     split_names = _read_split_names(Path(splits_path), ids)
-    rows = np.flatnonzero(split_names == split)
+    rows_of = {split: np.flatnonzero(split_names == split) for split in out_dirs}
+    jobs_of = {
+        split: [
+            _ShardJob(out_dirs[split] / shard_name(k), rows[start : start + examples_per_shard])
+            for k, start in enumerate(range(0, len(rows), examples_per_shard))
+        ]
+        for split, rows in rows_of.items()
+    }
+    for out_dir in out_dirs.values():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # Until the new manifest lands, the folder must not look complete.
+        (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifest_path = out_dir / MANIFEST_NAME
-    # Until the new manifest lands, the folder must not look complete.
-    manifest_path.unlink(missing_ok=True)
     with h5py.File(images_path, "r") as h5:
         image_ids = h5["id_str"].asstr()[...]
         if len(image_ids) != len(ids) or not np.array_equal(image_ids.astype(str), ids):
@@ -291,44 +327,51 @@ def write_split_shards(
                 f"{len(ids)} galaxies of {catalogue_path} in order; re-run preprocessing"
             )
         image_shape = [int(n) for n in h5["images"].shape[1:]]
-        jobs = [
-            _ShardJob(out_dir / shard_name(k), rows[start : start + examples_per_shard])
-            for k, start in enumerate(range(0, len(rows), examples_per_shard))
-        ]
         writer = _ShardWriter(h5["images"], ids, votes, png_compress_level)
-        if threads == 1 or len(jobs) <= 1:
-            files = [writer(job) for job in jobs]
+        all_jobs = [job for jobs in jobs_of.values() for job in jobs]
+        if threads == 1 or len(all_jobs) <= 1:
+            written = [writer(job) for job in all_jobs]
         else:
-            with ThreadPoolExecutor(min(threads, len(jobs))) as pool:
-                files = list(pool.map(writer, jobs))
+            with ThreadPoolExecutor(min(threads, len(all_jobs))) as pool:
+                written = list(pool.map(writer, all_jobs))
 
-    # Shards of an earlier, longer run, and temporaries of an interrupted one, must not linger.
-    keep = {entry["name"] for entry in files}
-    for stale in [*out_dir.glob("shard_*.tfrecord"), *out_dir.glob(".shard_*.tfrecord.*.tmp")]:
-        if stale.name not in keep:
-            stale.unlink(missing_ok=True)
-    manifest = {
-        "split": split,
-        "count": int(len(rows)),
-        "label_cols": list(schema.label_cols),
-        "image_shape": image_shape,
-        "examples_per_shard": int(examples_per_shard),
-        "files": files,
-    }
-    _write_atomically(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    manifests = {}
+    entries = iter(written)
+    for split, jobs in jobs_of.items():
+        out_dir = out_dirs[split]
+        files = [next(entries) for _ in jobs]
+        # Shards of an earlier, longer run, and temporaries of an interrupted one, must not linger.
+        keep = {entry["name"] for entry in files}
+        for stale in [*out_dir.glob("shard_*.tfrecord"), *out_dir.glob(".shard_*.tfrecord.*.tmp")]:
+            if stale.name not in keep:
+                stale.unlink(missing_ok=True)
+        manifests[split] = {
+            "split": split,
+            "count": int(len(rows_of[split])),
+            "label_cols": list(schema.label_cols),
+            "image_shape": image_shape,
+            "examples_per_shard": int(examples_per_shard),
+            "files": files,
+        }
+        _write_atomically(out_dir / MANIFEST_NAME, json.dumps(manifests[split], indent=2) + "\n")
+        log.info(
+            "split %r: %d galaxies in %d shards of up to %d -> %s",
+            split,
+            len(rows_of[split]),
+            len(files),
+            examples_per_shard,
+            out_dir,
+        )
     elapsed = time.perf_counter() - started
+    total = sum(len(rows) for rows in rows_of.values())
     log.info(
-        "split %r: %d galaxies in %d shards of up to %d (%.1f s, %.0f galaxies/s, %d threads) -> %s",
-        split,
-        len(rows),
-        len(files),
-        examples_per_shard,
+        "%d galaxies written in %.1f s (%.0f galaxies/s, %d threads)",
+        total,
         elapsed,
-        len(rows) / max(elapsed, 1e-9),
+        total / max(elapsed, 1e-9),
         threads,
-        out_dir,
     )
-    return manifest
+    return manifests
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -492,29 +535,3 @@ def load_split(manifest_path: str | Path) -> tuple[np.ndarray, np.ndarray, np.nd
             f"{manifest_path}: read {len(ids)} examples, manifest says {manifest['count']}"
         )
     return np.asarray(ids, dtype=str), votes, images
-
-
-def write_all_shards(
-    images_path: str | Path,
-    catalogue_path: str | Path,
-    splits_path: str | Path,
-    out_dirs: Mapping[str, str | Path],
-    schema: Schema,
-    *,
-    examples_per_shard: int,
-    threads: int = 1,
-) -> dict[str, dict]:
-    """Every split's shards in one call (one process start-up for all of them): the manifests."""
-    return {
-        split: write_split_shards(
-            images_path,
-            catalogue_path,
-            splits_path,
-            split,
-            out_dir,
-            schema,
-            examples_per_shard=examples_per_shard,
-            threads=threads,
-        )
-        for split, out_dir in out_dirs.items()
-    }
