@@ -86,7 +86,7 @@ def main() -> None:
                 f"labels saved by BALD ({numbers['description']}, {numbers['seeds']} seed(s)): "
                 f"{100 * numbers['labels_saved']:.0f}% of all labels, "
                 f"{100 * numbers['acquired_labels_saved']:.0f}% of acquired labels "
-                f"(goal >= 35%)"
+                f"(goal >= 35%)" + (f"; {numbers['note']}" if numbers.get("note") else "")
             )
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -192,6 +192,17 @@ def test_labels_saved_compares_bald_with_randoms_final_score():
     assert saved["labels_saved"] == pytest.approx(0.5)
     assert saved["acquired_labels_saved"] == pytest.approx(1 - 100 / 300)
     assert saved["seeds"] == 2
+    assert saved["note"] == ""
+
+
+def test_labels_saved_is_undefined_when_random_never_improves():
+    rows = []
+    for r, (bald, rand) in enumerate([(0.30, 0.30), (0.31, 0.29), (0.29, 0.31)]):
+        rows.append(dict(strategy="bald", seed=1, round=r, n_labelled=100 * (r + 1), rmse=bald))
+        rows.append(dict(strategy="random", seed=1, round=r, n_labelled=100 * (r + 1), rmse=rand))
+    saved = labels_saved(pd.DataFrame(rows))["rmse"]
+    assert np.isnan(saved["labels_saved"]) and np.isnan(saved["acquired_labels_saved"])
+    assert "random did not improve on its first round (0.3 -> 0.31)" in saved["note"]
 
 
 def test_learning_curves_read_each_rounds_folder(tmp_path):

@@ -284,6 +284,10 @@ def labels_saved(
 
     Curves are first averaged over seeds. ``labels_saved`` counts every labelled galaxy (as W+20
     plots); ``acquired_labels_saved`` counts only those asked of volunteers after the start.
+
+    The comparison only means something if the baseline learned from its extra labels: when its
+    final score is no better than its first round's, every strategy "reaches" it at the start.
+    Then the savings are NaN and ``note`` says why.
     """
     mean = curves.groupby(["strategy", "round"], as_index=False).mean(numeric_only=True)
     out = {}
@@ -298,6 +302,13 @@ def labels_saved(
         n_baseline = float(theirs["n_labelled"].iloc[-1])
         n_start = float(theirs["n_labelled"].iloc[0])
         needed = labels_needed(ours["n_labelled"].to_numpy(float), ours[metric].to_numpy(), target)
+        note = ""
+        if not target < float(theirs[metric].iloc[0]):
+            needed = float("nan")
+            note = (
+                f"{baseline} did not improve on its first round ({theirs[metric].iloc[0]:.4g} -> "
+                f"{target:.4g}), so there is nothing to reach sooner"
+            )
         out[metric] = {
             "description": CURVE_METRICS[metric],
             f"{baseline}_final": target,
@@ -310,6 +321,7 @@ def labels_saved(
                 else float("nan")
             ),
             "seeds": int(curves["seed"].nunique()),
+            "note": note,
         }
     return out
 
@@ -372,10 +384,11 @@ def summarise_rounds(
         json.dump(saved, f, indent=2)
     for metric, numbers in saved.items():
         log.info(
-            "labels saved by BALD on %s: %.0f%% (acquired labels: %.0f%%)",
+            "labels saved by BALD on %s: %.0f%% (acquired labels: %.0f%%)%s",
             metric,
             100 * numbers["labels_saved"],
             100 * numbers["acquired_labels_saved"],
+            f"; {numbers['note']}" if numbers["note"] else "",
         )
     plot_learning_curves(curves, saved, out["figure"])
     plot_composition(composition, out["composition_figure"])
