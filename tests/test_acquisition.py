@@ -54,7 +54,7 @@ def entropy(p: np.ndarray) -> float:
 
 def random_concentrations(rng, n_galaxies, n_answers, n_samples):
     """Dropout-like samples: a galaxy-level fraction jittered per sample by a galaxy's own spread,
-    so the set spans confident-agreeing to confident-disagreeing galaxies; α in (1, 101)."""
+    so the set spans confident-agreeing to confident-disagreeing galaxies; α in (1, 101) as Zoobot's head gives."""
     fractions = rng.dirichlet(np.ones(n_answers), size=n_galaxies)
     scale = rng.uniform(2, 100, size=(n_galaxies, 1, 1))
     spread = rng.uniform(0, 2, size=(n_galaxies, 1, 1))

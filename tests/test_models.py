@@ -7,9 +7,12 @@ import socket
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from zooflow.models import (
+    CONCENTRATION_FLOOR,
     MODELS,
+    DirichletConcentration,
     GalaxyAugmentation,
     MCDropout,
     RandomCropResize,
@@ -62,7 +65,7 @@ def test_w20_dirichlet_outputs_one_concentration_per_answer(tree):
     model = w20(n_answers=schema.n_answers)
     alpha = model.predict(images(3), verbose=0)
     assert alpha.shape == (3, schema.n_answers) == (3, {"decals_dr5": 34, "gz2": 30}[tree])
-    assert np.all(alpha > 1.0) and np.all(alpha < 101.0)
+    assert np.all(alpha > CONCENTRATION_FLOOR) and np.all(np.isfinite(alpha))
 
 
 def test_binomial_heads_output_one_probability(efficientnet):
@@ -77,19 +80,38 @@ def test_binomial_heads_output_one_probability(efficientnet):
     assert split_trunk_head(binomial)[1].output_shape == (None, 1)
 
 
-def test_efficientnet_concentrations_in_zoobot_range(efficientnet):
+def test_efficientnet_concentrations_are_positive(efficientnet):
     alpha = efficientnet.predict(images(2), verbose=0)
     assert alpha.shape == (2, 34)
-    assert np.all(alpha > 1.0) and np.all(alpha < 101.0)
+    assert np.all(alpha > CONCENTRATION_FLOOR) and np.all(np.isfinite(alpha))
 
 
-def test_dirichlet_head_maps_logits_to_1_to_101():
+def test_dirichlet_head_maps_logits_through_softplus_above_the_floor():
     head = build_head(4, "dirichlet", 3, dropout_rate=0.0)
     logits_layer = head.get_layer("logits")
     logits_layer.set_weights([np.eye(4, 3, dtype=np.float32), np.zeros(3, np.float32)])
-    features = np.array([[0.0, 2.0, -3.0, 0.0]], dtype=np.float32)
-    expected = 100.0 / (1.0 + np.exp(-features[:, :3])) + 1.0
+    features = np.array([[0.0, 2.0, -30.0, 0.0]], dtype=np.float32)
+    expected = np.log1p(np.exp(features[:, :3])) + CONCENTRATION_FLOOR
     np.testing.assert_allclose(head(features).numpy(), expected, rtol=1e-6)
+    # "Don't know" (α = 1, uniform over the answers) sits inside the range, where the gradient
+    # is far from vanishing, not at a bound.
+    z = tf.Variable(np.log(np.expm1(1.0 - CONCENTRATION_FLOOR)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        alpha = DirichletConcentration()(z)
+    np.testing.assert_allclose(alpha.numpy(), 1.0, rtol=1e-6)
+    assert tape.gradient(alpha, z).numpy() > 0.6
+
+
+def test_zoobot_concentrations_map_logits_to_1_to_101():
+    layer = DirichletConcentration(activation="sigmoid")
+    logits = np.array([[0.0, 2.0, -3.0, 40.0]], dtype=np.float32)
+    np.testing.assert_allclose(
+        layer(logits).numpy(), 100.0 / (1.0 + np.exp(-logits)) + 1.0, rtol=1e-6
+    )
+    clone = DirichletConcentration.from_config(layer.get_config())
+    assert clone.activation == "sigmoid" and (clone.scale, clone.offset) == (100.0, 1.0)
+    with pytest.raises(ValueError, match="unknown concentration activation 'relu'"):
+        DirichletConcentration(activation="relu")
 
 
 @pytest.mark.parametrize("name", ["w20", "efficientnet"])
@@ -175,7 +197,11 @@ def test_augmentation_layer_is_identity_at_inference_and_random_in_training():
     config = augmentation.rotate.get_config()
     assert tuple(config["factor"]) == (-0.5, 0.5) and config["fill_mode"] == "reflect"
     assert augmentation.flip.get_config()["mode"] == "horizontal_and_vertical"
-    assert augmentation.crop.crop_fraction == 0.75
+    assert augmentation.crop_fraction == 1.0  # no zoom: prediction sees the whole frame
+    cropping = GalaxyAugmentation(crop_fraction=0.5, seed=4)
+    zoomed = cropping(x, training=True).numpy()
+    assert zoomed.shape == x.shape and cropping.crop.crop_fraction == 0.5
+    np.testing.assert_array_equal(cropping(x, training=False).numpy(), x)
 
 
 def test_random_crop_picks_a_window_per_image_and_resizes_back():

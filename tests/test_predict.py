@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from zooflow.models import build_model, split_trunk_head
+from zooflow.models import CONCENTRATION_FLOOR, build_model, split_trunk_head
 from zooflow.posteriors import gather_and_summarise, read_predictions
 from zooflow.predict import (
     predict_catalogue,
@@ -48,7 +48,7 @@ def test_sampling_the_head_on_one_trunk_pass_matches_full_passes(tiny_survey, tm
         stats.ks_2samp(fast[g, a], slow[g, a]).pvalue for g in range(3) for a in range(0, 34, 5)
     ]
     assert min(p_values) > 1e-4
-    assert fast.std(axis=2).mean() > 0.01
+    assert fast.std(axis=2).mean() > 1e-3  # exactly 0 if dropout were off
 
 
 def test_prediction_file_has_zoobots_layout(tiny_survey, tmp_path):
@@ -65,7 +65,7 @@ def test_prediction_file_has_zoobots_layout(tiny_survey, tmp_path):
     np.testing.assert_array_equal(votes, shard_votes)
     assert predictions.shape == (n, schema.n_answers, 6)
     assert predictions.dtype == np.float32
-    assert ((predictions > 1) & (predictions < 101)).all()
+    assert ((predictions > CONCENTRATION_FLOOR) & np.isfinite(predictions)).all()
     assert attrs["head"] == "dirichlet" and attrs["passes"] == 6
     with h5py.File(out) as f:
         assert list(f["label_cols"].asstr()[:]) == schema.label_cols
