@@ -15,6 +15,8 @@ DATA = "results/data"
 ROUNDS = "al/{strategy}/seed_{seed}"  # one strategy's rounds, as named under logs/ and results/
 AL = f"results/{ROUNDS}"
 CAMPAIGN = config["active_learning"]["campaign_dir"]
+FIRST_STRATEGY = config["active_learning"]["strategies"][0]
+FIRST_ROUND_0 = f"results/al/{FIRST_STRATEGY}/seed_{{seed}}/round_0"
 SPLITS = ["test", "val", "initial", "pool"]
 
 

@@ -48,3 +48,28 @@ rule train:
         state_dir=lambda wildcards: f"results/{wildcards.run}/train_state",
     script:
         "../scripts/train.py"
+
+
+# Round 0 is the same for every strategy (initial set, seed): the first strategy trains it and
+# the others copy its model, saving one training per extra strategy and seed.
+ruleorder: share_round_0 > train
+
+
+rule share_round_0:
+    input:
+        model=f"{FIRST_ROUND_0}/model.keras",
+        history=f"{FIRST_ROUND_0}/history.csv",
+        source_labelled=f"{FIRST_ROUND_0}/labelled.csv",
+        labelled=f"{AL}/round_0/labelled.csv",
+        library=library("rounds"),
+    output:
+        model=f"{AL}/round_0/model.keras",
+        history=f"{AL}/round_0/history.csv",
+    log:
+        f"logs/{ROUNDS}/round_0/share.log",
+    wildcard_constraints:
+        strategy=rf"(?!{FIRST_STRATEGY}$)[a-z_]+",
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/share_round_0.py"

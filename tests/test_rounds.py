@@ -12,6 +12,7 @@ from zooflow.rounds import (
     labels_needed,
     labels_saved,
     reveal,
+    share_first_round,
     start_rounds,
 )
 
@@ -55,6 +56,31 @@ def test_round_zero_labels_the_initial_split_and_holds_back_the_pool(tiny_survey
     np.testing.assert_array_equal(
         labelled[cols].to_numpy(), catalogue.loc[labelled["id_str"], cols].to_numpy()
     )
+
+
+def test_another_strategy_shares_round_zero_only_when_its_labelled_set_is_the_same(
+    round_zero, tmp_path
+):
+    source, copy = tmp_path / "first", tmp_path / "second"
+    source.mkdir(), copy.mkdir()
+    (source / "model.keras").write_bytes(b"weights")
+    (source / "training_config.json").write_text('{"seed": 42}')
+    labelled = pd.read_csv(round_zero / "labelled.csv")
+    labelled.to_csv(source / "labelled.csv", index=False)
+    # The same galaxies in another order are the same training set.
+    labelled.iloc[::-1].to_csv(copy / "labelled.csv", index=False)
+    share_first_round(
+        source / "labelled.csv", copy / "labelled.csv", {source / "model.keras": copy / "m.keras"}
+    )
+    assert (copy / "m.keras").read_bytes() == b"weights"
+    assert (copy / "training_config.json").read_text() == '{"seed": 42}'
+
+    labelled.iloc[1:].to_csv(copy / "labelled.csv", index=False)
+    with pytest.raises(ValueError, match="cannot be shared"):
+        share_first_round(
+            source / "labelled.csv", copy / "labelled.csv", {source / "model.keras": copy / "x"}
+        )
+    assert not (copy / "x").exists()
 
 
 def test_the_simulated_oracle_reveals_exactly_the_acquired_votes(tiny_survey, round_zero):

@@ -37,6 +37,17 @@ def test_the_default_target_makes_every_product(tiny_full_run):
     assert (results / "al" / "bald" / "seed_42" / "round_0" / "gallery.png").exists()
 
 
+def test_round_zero_is_trained_once_and_shared_by_every_strategy(tiny_full_run):
+    first, other = _round(tiny_full_run, "bald", 0), _round(tiny_full_run, "random", 0)
+    assert (other / "model.keras").read_bytes() == (first / "model.keras").read_bytes()
+    logs = tiny_full_run / "logs" / "al"
+    assert (logs / "bald" / "seed_42" / "round_0" / "train.log").exists()
+    assert not (logs / "random" / "seed_42" / "round_0" / "train.log").exists()
+    assert (logs / "random" / "seed_42" / "round_0" / "share.log").exists()
+    # Round 1 trains each strategy on its own acquisitions.
+    assert (logs / "random" / "seed_42" / "round_1" / "train.log").exists()
+
+
 def test_a_round_trains_on_the_initial_set_plus_acquisitions_and_nothing_else(tiny_full_run):
     splits = pd.read_csv(tiny_full_run / "results" / "data" / "splits.csv")
     by_split = {s: set(splits.loc[splits["split"] == s, "id_str"]) for s in splits["split"]}

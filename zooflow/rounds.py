@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -75,6 +76,38 @@ def start_rounds(
     table.loc[labelled, ["id_str", *schema.label_cols]].to_csv(labelled_out, index=False)
     table.loc[waiting, ["id_str"]].to_csv(unlabelled_out, index=False)
     log.info("round 0: %d labelled, %d in the pool", int(labelled.sum()), int(waiting.sum()))
+
+
+def share_first_round(
+    source_labelled: str | Path,
+    labelled: str | Path,
+    copies: dict[str | Path, str | Path],
+) -> None:
+    """Give another strategy the first strategy's round-0 model instead of training it again.
+
+    Round 0 trains every strategy on the same initial set with the same seed, so the models
+    are the same; sharing saves one training per extra strategy and seed. Refuses if the two
+    labelled sets differ. ``copies`` maps each source file (model, history) to its copy; a
+    ``training_config.json`` beside the source model comes along.
+    """
+
+    def table(path: str | Path) -> pd.DataFrame:
+        frame = pd.read_csv(path, dtype={"id_str": str})
+        return frame.sort_values("id_str", ignore_index=True)
+
+    if not table(source_labelled).equals(table(labelled)):
+        raise ValueError(
+            f"{labelled} and {source_labelled} differ, so round 0 cannot be shared: both should "
+            "be the initial split"
+        )
+    for source, copy in copies.items():
+        source, copy = Path(source), Path(copy)
+        shutil.copyfile(source, copy)
+        if source.suffix == ".keras" and (source.parent / "training_config.json").exists():
+            shutil.copyfile(
+                source.parent / "training_config.json", copy.parent / "training_config.json"
+            )
+        log.info("round 0: %s shared from %s", copy, source)
 
 
 def acquire(
