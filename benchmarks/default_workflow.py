@@ -98,13 +98,14 @@ def main() -> None:
         print(mean.round(4).to_string())
     saved_path = results / "al" / "labels_saved.json"
     if saved_path.exists():
-        for numbers in json.loads(saved_path.read_text()).values():
-            print(
-                f"labels saved by BALD ({numbers['description']}, {numbers['seeds']} seed(s)): "
-                f"{100 * numbers['labels_saved']:.0f}% of all labels, "
-                f"{100 * numbers['acquired_labels_saved']:.0f}% of acquired labels "
-                f"(goal >= 35%)" + (f"; {numbers['note']}" if numbers.get("note") else "")
-            )
+        for strategy, by_metric in json.loads(saved_path.read_text()).items():
+            for numbers in by_metric.values():
+                print(
+                    f"labels saved by {strategy} ({numbers['description']}, "
+                    f"{numbers['seeds']} seed(s)): {100 * numbers['labels_saved']:.0f}% of all "
+                    f"labels, {100 * numbers['acquired_labels_saved']:.0f}% of acquired labels "
+                    f"(goal >= 35%)" + (f"; {numbers['note']}" if numbers.get("note") else "")
+                )
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
 

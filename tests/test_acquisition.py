@@ -301,6 +301,51 @@ def test_max_entropy_combines_questions_like_bald(small_schema):
     np.testing.assert_allclose(result.scores, terms.predictive_entropy[:, 0])
 
 
+def test_power_bald_is_seeded_and_never_takes_agreed_galaxies_first():
+    # With 1 vote each sample's outcome is certain: two confident camps split 50/50 give MI ln 2,
+    # identical samples give 0.
+    rho = np.array([[0.0, 1.0], [0.0, 1.0], [0.0, 1.0], [0.5, 0.5]])
+    np.testing.assert_allclose(bald_binomial(rho, 1), [LN2, LN2, LN2, 0.0], atol=1e-12)
+
+    def power(seed):
+        return acquire_scores("power_bald", rho, head="binomial", binomial_votes=1, seed=seed)
+
+    np.testing.assert_array_equal(power(3).scores, power(3).scores)
+    assert not np.array_equal(power(3).scores, power(4).scores)
+    np.testing.assert_allclose(power(3).per_question[:, 0], [LN2, LN2, LN2, 0.0], atol=1e-12)
+    ids = np.arange(4)
+    assert all(3 not in top_k(ids, power(seed).scores, 3).tolist() for seed in range(50))
+
+
+def test_power_bald_draws_in_proportion_to_mi(small_schema):
+    rho = np.array([[0.2, 0.8], [0.3, 0.7], [0.4, 0.6], [0.45, 0.55]])
+    mi = bald_binomial(rho, 10)
+    expected = mi / mi.sum()
+    assert expected.max() > 2 * expected.min()  # a spread worth testing
+    draws = 4000
+    first = [
+        int(
+            np.argmax(
+                acquire_scores(
+                    "power_bald", rho, head="binomial", binomial_votes=10, seed=seed
+                ).scores
+            )
+        )
+        for seed in range(draws)
+    ]
+    observed = np.bincount(first, minlength=4) / draws
+    # Four standard errors of a proportion estimated from 4000 draws is at most 0.032.
+    np.testing.assert_allclose(observed, expected, atol=0.032)
+
+    # The Dirichlet head: per-question MI as BALD's, and the order is BALD's once noise is removed.
+    alpha = random_concentrations(np.random.default_rng(12), 30, small_schema.n_answers, 6)
+    bald = acquire_scores("bald", alpha, small_schema, expected_votes=10)
+    power = acquire_scores("power_bald", alpha, small_schema, expected_votes=10, seed=5)
+    np.testing.assert_allclose(power.per_question, bald.per_question)
+    gumbel = np.random.default_rng(5).gumbel(size=30)
+    np.testing.assert_allclose(np.exp(power.scores - gumbel), bald.scores, rtol=1e-9)
+
+
 def test_registry_unknown_names_and_new_functions():
     assert {"bald", "random", "max_entropy"} <= set(ACQUISITION_FUNCTIONS)
     with pytest.raises(AcquisitionError, match=r"'balt'.*bald.*max_entropy.*random"):

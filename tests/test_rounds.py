@@ -11,6 +11,7 @@ from zooflow.rounds import (
     collect_learning_curves,
     labels_needed,
     labels_saved,
+    labels_saved_by_strategy,
     reveal,
     share_first_round,
     start_rounds,
@@ -229,6 +230,28 @@ def test_labels_saved_is_undefined_when_random_never_improves():
     saved = labels_saved(pd.DataFrame(rows))["rmse"]
     assert np.isnan(saved["labels_saved"]) and np.isnan(saved["acquired_labels_saved"])
     assert "random did not improve on its first round (0.3 -> 0.31)" in saved["note"]
+
+
+def test_labels_saved_for_every_strategy_against_random():
+    rows = []
+    curves = {
+        "bald": [0.30, 0.24, 0.21, 0.20],
+        "power_bald": [0.30, 0.20, 0.18, 0.16],
+        "random": [0.30, 0.26, 0.22, 0.20],
+    }
+    for strategy, rmse in curves.items():
+        for r, value in enumerate(rmse):
+            rows.append(
+                dict(strategy=strategy, seed=1, round=r, n_labelled=100 * (r + 1), rmse=value)
+            )
+    saved = labels_saved_by_strategy(pd.DataFrame(rows))
+    assert set(saved) == {"bald", "power_bald"}
+    # random ends at 0.20 with 400 labels: BALD gets there at 400, power BALD at 200.
+    assert saved["bald"]["rmse"]["labels_saved"] == pytest.approx(0.0)
+    assert saved["power_bald"]["rmse"]["power_bald_labels_needed"] == pytest.approx(200)
+    assert saved["power_bald"]["rmse"]["labels_saved"] == pytest.approx(0.5)
+    without_baseline = pd.DataFrame([row for row in rows if row["strategy"] != "random"])
+    assert labels_saved_by_strategy(without_baseline) == {}
 
 
 def test_learning_curves_read_each_rounds_folder(tmp_path):

@@ -33,7 +33,8 @@ def test_the_default_target_makes_every_product(tiny_full_run):
     # Round 1 has the initial set plus one round of acquisitions (8 in the tiny config).
     assert (curves.loc[curves["round"] == 1, "n_acquired"] == 8).all()
     saved = json.loads((results / "al" / "labels_saved.json").read_text())
-    assert "rmse" in saved
+    assert set(saved) == set(STRATEGIES) - {"random"}
+    assert "rmse" in saved["bald"]
     assert (results / "al" / "bald" / "seed_42" / "round_0" / "gallery.png").exists()
 
 

@@ -202,7 +202,10 @@ def plot_run(
 
 
 def plot_learning_curves(curves: pd.DataFrame, saved: Mapping, out_path: str | Path) -> None:
-    """Each strategy's scores against the number of labelled galaxies, mean ± spread over seeds."""
+    """Each strategy's scores against the number of labelled galaxies, mean ± spread over seeds.
+
+    ``saved``: {strategy: {metric: labels_saved numbers}} as from ``labels_saved_by_strategy``.
+    """
     metrics = [
         m
         for m in (
@@ -228,9 +231,12 @@ def plot_learning_curves(curves: pd.DataFrame, saved: Mapping, out_path: str | P
             )
             ax.plot(stats_["n"], stats_["mean"], marker="o", ms=3, label=strategy)
             ax.fill_between(stats_["n"], stats_["lo"], stats_["hi"], alpha=0.2)
-        title = metric
-        if metric in saved and np.isfinite(saved[metric].get("labels_saved", np.nan)):
-            title += f"  (BALD saves {100 * saved[metric]['labels_saved']:.0f}%)"
+        savings = [
+            f"{strategy} {100 * by_metric[metric]['labels_saved']:.0f}%"
+            for strategy, by_metric in saved.items()
+            if np.isfinite(by_metric.get(metric, {}).get("labels_saved", np.nan))
+        ]
+        title = metric + (f"\nlabels saved: {', '.join(savings)}" if savings else "")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("labelled galaxies")
         ax.legend(fontsize=7)

@@ -359,6 +359,20 @@ def labels_saved(
     return out
 
 
+def labels_saved_by_strategy(
+    curves: pd.DataFrame, *, baseline: str = "random"
+) -> dict[str, dict[str, dict[str, float]]]:
+    """:func:`labels_saved` of every strategy against ``baseline``; {} without the baseline."""
+    strategies = sorted(set(curves["strategy"]))
+    if baseline not in strategies:
+        return {}
+    return {
+        strategy: labels_saved(curves, strategy=strategy, baseline=baseline)
+        for strategy in strategies
+        if strategy != baseline
+    }
+
+
 def acquisition_composition(
     run_dirs: Sequence[str | Path], catalogue_path: str | Path, schema: Schema
 ) -> pd.DataFrame:
@@ -400,7 +414,7 @@ def acquisition_composition(
 def summarise_rounds(
     run_dirs: Sequence[str | Path], catalogue_path: str | Path, schema: Schema, out
 ) -> dict:
-    """Learning curves, labels saved (BALD vs random) and acquisition composition, with figures.
+    """Learning curves, labels saved (each strategy vs random), acquisition composition, figures.
 
     ``out`` names curves, saved, composition, figure and composition_figure paths.
     """
@@ -409,20 +423,22 @@ def summarise_rounds(
     from zooflow.plots import plot_composition, plot_learning_curves
 
     curves = collect_learning_curves(run_dirs)
-    saved = labels_saved(curves) if {"bald", "random"} <= set(curves["strategy"]) else {}
+    saved = labels_saved_by_strategy(curves)
     composition = acquisition_composition(run_dirs, catalogue_path, schema)
     curves.to_csv(out["curves"], index=False)
     composition.to_csv(out["composition"], index=False)
     with open(out["saved"], "w") as f:
         json.dump(saved, f, indent=2)
-    for metric, numbers in saved.items():
-        log.info(
-            "labels saved by BALD on %s: %.0f%% (acquired labels: %.0f%%)%s",
-            metric,
-            100 * numbers["labels_saved"],
-            100 * numbers["acquired_labels_saved"],
-            f"; {numbers['note']}" if numbers["note"] else "",
-        )
+    for strategy, by_metric in saved.items():
+        for metric, numbers in by_metric.items():
+            log.info(
+                "labels saved by %s on %s: %.0f%% (acquired labels: %.0f%%)%s",
+                strategy,
+                metric,
+                100 * numbers["labels_saved"],
+                100 * numbers["acquired_labels_saved"],
+                f"; {numbers['note']}" if numbers["note"] else "",
+            )
     plot_learning_curves(curves, saved, out["figure"])
     plot_composition(composition, out["composition_figure"])
     return saved
