@@ -252,6 +252,11 @@ def test_labels_saved_for_every_strategy_against_random():
     assert saved["power_bald"]["rmse"]["labels_saved"] == pytest.approx(0.5)
     without_baseline = pd.DataFrame([row for row in rows if row["strategy"] != "random"])
     assert labels_saved_by_strategy(without_baseline) == {}
+    behind = pd.DataFrame(rows).replace({"strategy": {"power_bald": "late"}})
+    behind.loc[behind["strategy"] == "late", "rmse"] += 0.05
+    late = labels_saved_by_strategy(behind)["late"]["rmse"]
+    assert np.isnan(late["labels_saved"])
+    assert late["note"] == "late never reached random's final 0.2"
 
 
 def test_learning_curves_read_each_rounds_folder(tmp_path):

@@ -342,6 +342,8 @@ def labels_saved(
                 f"{baseline} did not improve on its first round ({theirs[metric].iloc[0]:.4g} -> "
                 f"{target:.4g}), so there is nothing to reach sooner"
             )
+        elif not np.isfinite(needed):
+            note = f"{strategy} never reached {baseline}'s final {target:.4g}"
         out[metric] = {
             "description": CURVE_METRICS[metric],
             f"{baseline}_final": target,
