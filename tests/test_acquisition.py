@@ -342,6 +342,8 @@ def test_power_bald_draws_in_proportion_to_mi(small_schema):
     bald = acquire_scores("bald", alpha, small_schema, expected_votes=10)
     power = acquire_scores("power_bald", alpha, small_schema, expected_votes=10, seed=5)
     np.testing.assert_allclose(power.per_question, bald.per_question)
+    np.testing.assert_allclose(power.mutual_information, bald.scores)
+    np.testing.assert_array_equal(bald.mutual_information, bald.scores)
     gumbel = np.random.default_rng(5).gumbel(size=30)
     np.testing.assert_allclose(np.exp(power.scores - gumbel), bald.scores, rtol=1e-9)
 

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from zooflow.plots import gallery_picks
 from zooflow.posteriors import STRING
 from zooflow.rounds import (
     acquire,
@@ -100,7 +101,8 @@ def test_the_simulated_oracle_reveals_exactly_the_acquired_votes(tiny_survey, ro
     )
     assert list(acquired["rank"]) == [1, 2, 3, 4, 5]
     assert acquired["score"].is_monotonic_decreasing
-    assert {"file_loc", "mi_smooth-or-featured", "mi_bar"} <= set(acquired.columns)
+    assert {"file_loc", "mi", "mi_smooth-or-featured", "mi_bar"} <= set(acquired.columns)
+    np.testing.assert_array_equal(acquired["mi"], acquired["score"])  # BALD ranks by its MI
     grown = reveal(
         round_zero / "labelled.csv",
         round_zero / "unlabelled.csv",
@@ -118,6 +120,40 @@ def test_the_simulated_oracle_reveals_exactly_the_acquired_votes(tiny_survey, ro
     catalogue = pd.read_parquet(tiny_survey.catalogue).set_index("id_str")
     new = grown.set_index("id_str").loc[acquired["id_str"], schema.label_cols]
     np.testing.assert_array_equal(new.to_numpy(), catalogue.loc[new.index, schema.label_cols])
+
+
+def test_power_bald_writes_its_mi_and_the_gallery_ranks_by_it(tiny_survey, round_zero):
+    schema = tiny_survey.schema
+    waiting = pd.read_csv(round_zero / "unlabelled.csv")["id_str"].tolist()
+    _fake_predictions(round_zero / "pool.h5", waiting, schema)
+    written = {}
+    for strategy in ("bald", "power_bald", "random"):
+        acquire(
+            round_zero / "pool.h5",
+            round_zero / "unlabelled.csv",
+            tiny_survey.catalogue,
+            schema,
+            strategy=strategy,
+            n_acquire=5,
+            scores_out=round_zero / f"scores_{strategy}.csv",
+            acquired_out=round_zero / f"acquired_{strategy}.csv",
+            seed=7,
+        )
+        written[strategy] = pd.read_csv(round_zero / f"scores_{strategy}.csv").set_index("id_str")
+    bald, power = written["bald"], written["power_bald"]
+    np.testing.assert_allclose(power.loc[bald.index, "mi"], bald["mi"])
+    assert not np.allclose(power["score"], power["mi"])  # power BALD ranks by ln MI + noise
+    assert "mi" not in written["random"].columns
+
+    measure, picks = gallery_picks(power.reset_index(), 3)
+    assert measure == "mi"
+    by_mi = power.sort_values("mi", ascending=False).index
+    assert list(picks["most informative"]["id_str"]) == list(by_mi[:3])
+    assert list(picks["least informative"]["id_str"]) == list(by_mi[-3:])
+    measure, picks = gallery_picks(written["random"].reset_index(), 3)
+    assert measure == "score"
+    top = written["random"]["score"].nlargest(3).index
+    assert list(picks["most informative"]["id_str"]) == list(top)
 
 
 def test_the_same_seed_gives_identical_acquisitions(tiny_survey, round_zero):

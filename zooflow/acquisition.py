@@ -451,6 +451,9 @@ def bald_dirichlet_multinomial(
 class AcquisitionResult:
     scores: np.ndarray  # (G,), higher = acquire first
     per_question: np.ndarray | None  # (G, Q) per-question term (MI or entropy); None for random
+    # (G,) combined BALD mutual information, for strategies that rank by MI, perhaps with noise
+    # (power BALD's scores are ln MI + Gumbel noise: a random order, not a measure of information).
+    mutual_information: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -506,12 +509,12 @@ def _bald(
     """Mutual information between votes and model parameters (see module docstring)."""
     if options.head == "binomial":
         mutual_information = bald_binomial(predictions, options.binomial_votes)
-        return AcquisitionResult(mutual_information, mutual_information[:, None])
+        return AcquisitionResult(
+            mutual_information, mutual_information[:, None], mutual_information
+        )
     terms, weights = _dirichlet_terms(predictions, schema, options)
-    mutual_information = terms.mutual_information
-    return AcquisitionResult(
-        combine_questions(mutual_information, terms.p_asked, weights), mutual_information
-    )
+    combined = combine_questions(terms.mutual_information, terms.p_asked, weights)
+    return AcquisitionResult(combined, terms.mutual_information, combined)
 
 
 @register("power_bald")
@@ -524,13 +527,13 @@ def _power_bald(
     same reason, and labelling one would lower the others'). Power acquisition (Kirsch et al.
     2023, "Stochastic Batch Acquisition") samples the batch with probability ∝ MI instead, via
     the Gumbel-top-k trick: score = ln MI + Gumbel noise from ``numpy.random.default_rng(seed)``.
-    Per-question MI is returned unchanged.
+    Per-question and combined MI are returned unchanged.
     """
     bald = _bald(predictions, schema, options)
     # MI is >= 0 exactly; Monte-Carlo terms can dip just below, and ln 0 would tie those at -inf.
     log_mi = np.log(np.maximum(bald.scores, np.finfo(np.float64).tiny))
     gumbel = np.random.default_rng(options.seed).gumbel(size=log_mi.shape)
-    return AcquisitionResult(log_mi + gumbel, bald.per_question)
+    return AcquisitionResult(log_mi + gumbel, bald.per_question, bald.scores)
 
 
 @register("max_entropy")

@@ -270,17 +270,26 @@ def plot_composition(composition: pd.DataFrame, out_path: str | Path) -> None:
     plt.close(fig)
 
 
+def gallery_picks(scores: pd.DataFrame, n_galaxies: int) -> tuple[str, dict[str, pd.DataFrame]]:
+    """The column galleries rank by and the ``n_galaxies`` most and least informative rows.
+
+    The combined mutual information (``mi``) where the strategy wrote one, so power BALD's
+    gallery shows information rather than its noisy sampling order; else ``score``. Ties go in
+    id order.
+    """
+    measure = "mi" if "mi" in scores.columns else "score"
+    ranked = scores.sort_values([measure, "id_str"], ascending=[False, True], kind="stable")
+    return measure, {
+        "most informative": ranked.head(n_galaxies),
+        "least informative": ranked.tail(n_galaxies),
+    }
+
+
 def plot_gallery(
     scores_path: str | Path, images_path: str | Path, out_path: str | Path, *, n_galaxies: int = 8
 ) -> None:
     """The most (top row) and least (bottom row) informative waiting galaxies, with scores."""
-    scores = pd.read_csv(scores_path, dtype={"id_str": str}).sort_values(
-        ["score", "id_str"], ascending=[False, True], kind="stable"
-    )
-    picks = {
-        "most informative": scores.head(n_galaxies),
-        "least informative": scores.tail(n_galaxies),
-    }
+    measure, picks = gallery_picks(pd.read_csv(scores_path, dtype={"id_str": str}), n_galaxies)
     with h5py.File(images_path, "r") as f:
         index = {s: n for n, s in enumerate(f["id_str"].asstr()[:])}
         fig, axes = plt.subplots(2, n_galaxies, figsize=(1.6 * n_galaxies, 3.8), squeeze=False)
@@ -293,7 +302,7 @@ def plot_gallery(
                 galaxy = chosen.iloc[col]
                 image = f["images"][index[galaxy["id_str"]]]
                 ax.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
-                ax.set_title(f"{galaxy['score']:.3f}", fontsize=8)
+                ax.set_title(f"{galaxy[measure]:.3f}", fontsize=8)
             axes[row, 0].text(
                 -0.1,
                 0.5,

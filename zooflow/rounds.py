@@ -127,9 +127,11 @@ def acquire(
 ) -> pd.DataFrame:
     """Score every waiting galaxy with the strategy and pick the top ``n_acquire``.
 
-    Writes every score (``scores_out``: id_str, score, mi_<question>) and the acquisitions
-    (``acquired_out``: rank, id_str, file_loc, score, mi_<question>), ready to upload as
-    Zooniverse subjects in a real campaign.
+    Writes every score (``scores_out``: id_str, score, mi, mi_<question>) and the acquisitions
+    (``acquired_out``: rank, id_str, file_loc, score, mi, mi_<question>), ready to upload as
+    Zooniverse subjects in a real campaign. ``score`` is what the strategy ranks by; ``mi``, the
+    combined BALD mutual information, is written for the BALD strategies (for ``power_bald`` the
+    score is ln MI plus noise, so ``mi`` is the one to read as information).
     """
     from zooflow.acquisition import acquire_scores, top_k
     from zooflow.posteriors import read_predictions
@@ -152,6 +154,8 @@ def acquire(
         binomial_votes=int(round(expected_votes)),
     )
     scores = pd.DataFrame({"id_str": ids, "score": result.scores})
+    if result.mutual_information is not None:
+        scores["mi"] = result.mutual_information
     if result.per_question is not None:
         names = (
             schema.question_names
