@@ -49,6 +49,16 @@ def tree_file():
     return builtin if tree in ("gz2", "decals_dr5") else tree
 
 
+def pretrained_weights():
+    """The local trunk weights every training starts from, if any; checked before anything runs."""
+    path = config["train"]["weights_path"]
+    if path and not os.path.isfile(path):
+        raise WorkflowError(
+            f"train.weights_path = {path!r}: no such file (zooflow never downloads weights)"
+        )
+    return path or []
+
+
 def catalogue_source():
     if config["data"]["source"] == "mock":
         return f"{DATA}/mock/catalogue.csv"

@@ -23,6 +23,8 @@ rule train:
         val=shards("val"),
         labelled="results/{run}/labelled.csv",
         warm_start=warm_start_model,
+        # A pretrained trunk is an input, so replacing the file retrains what started from it.
+        pretrained=pretrained_weights(),
         tree=tree_file(),
         library=library("training", "models", "losses", "shards", "schema"),
     output:

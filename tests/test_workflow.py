@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import time
 
 import pandas as pd
@@ -103,6 +104,30 @@ def test_a_changed_training_setting_reruns_training_and_what_follows_only(tiny_f
     assert any(p.endswith("round_1/model.keras") for p in planned)
     assert "results/al/learning_curves.csv" in planned
     assert not [p for p in planned if p.startswith("results/data/")]
+
+
+def test_pretrained_trunk_weights_are_an_input_of_every_training(tiny_full_run, tmp_path):
+    weights = tmp_path / "trunk.weights.h5"
+    weights.write_bytes(b"a dry run only looks at its timestamp")
+    pretrained = tmp_path / "pretrained.yaml"
+    pretrained.write_text(f"train: {{weights_path: {weights}}}\n")
+    plan = run_snakemake(
+        tiny_full_run, "-n", "all", "full", "--configfile", str(TINY_CONFIG), str(pretrained)
+    )
+    trainings = re.findall(r"rule train:\n\s+input: ([^\n]*)", plan.stdout)
+    # Every training: full, and each round of the first strategy (the other shares round 0).
+    assert len(trainings) == 1 + len(STRATEGIES) * 2 - 1
+    assert all(str(weights) in inputs.split(", ") for inputs in trainings)
+
+    # A missing file stops the plan before anything runs, naming the setting and the file.
+    absent = tmp_path / "absent.yaml"
+    absent.write_text("train: {weights_path: absent_trunk.weights.h5}\n")
+    result = run_snakemake(
+        tiny_full_run, "-n", "--configfile", str(TINY_CONFIG), str(absent), check=False
+    )
+    assert result.returncode != 0
+    message = "train.weights_path = 'absent_trunk.weights.h5': no such file"
+    assert message in result.stdout + result.stderr
 
 
 def test_editing_the_acquisition_module_reruns_only_acquisition_and_what_follows(
