@@ -52,6 +52,21 @@ rule train:
         "../scripts/train.py"
 
 
+# A trained model's feature extractor, for `train.weights_path` of another run or survey.
+rule export_features:
+    input:
+        model="results/{run}/model.keras",
+        library=library("training", "models", "predict", "losses"),
+    output:
+        weights="results/{run}/features.weights.h5",
+    log:
+        "logs/{run}/export_features.log",
+    conda:
+        "../envs/tensorflow.yaml"
+    script:
+        "../scripts/export_features.py"
+
+
 # Round 0 is the same for every strategy (initial set, seed): the first strategy trains it and
 # the others copy its model, saving one training per extra strategy and seed.
 ruleorder: share_round_0 > train

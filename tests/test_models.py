@@ -18,6 +18,7 @@ from zooflow.models import (
     RandomCropResize,
     build_head,
     build_model,
+    save_feature_weights,
     split_trunk_head,
 )
 from zooflow.schema import load_schema
@@ -300,8 +301,7 @@ def test_efficientnet_loads_local_weights_without_network(tmp_path, no_network):
 
 def test_w20_loads_local_weights(tmp_path, no_network):
     source = w20(seed=10)
-    path = tmp_path / "features.weights.h5"
-    split_trunk_head(source)[0].get_layer("features").save_weights(path)
+    path = save_feature_weights(source, tmp_path / "features.weights.h5")
     target = w20(seed=11, weights_path=path)
     target_features = split_trunk_head(target)[0].get_layer("features")
     source_features = split_trunk_head(source)[0].get_layer("features")
@@ -309,6 +309,11 @@ def test_w20_loads_local_weights(tmp_path, no_network):
         source_features.get_weights(), target_features.get_weights(), strict=True
     ):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_saved_feature_weights_need_the_keras_suffix(tmp_path):
+    with pytest.raises(ValueError, match=r"trunk\.h5: .*\.weights\.h5"):
+        save_feature_weights(w20(seed=10), tmp_path / "trunk.h5")
 
 
 def test_missing_weights_file_is_a_clear_error(tmp_path):

@@ -5,6 +5,7 @@ import os
 import re
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -106,9 +107,27 @@ def test_a_changed_training_setting_reruns_training_and_what_follows_only(tiny_f
     assert not [p for p in planned if p.startswith("results/data/")]
 
 
-def test_pretrained_trunk_weights_are_an_input_of_every_training(tiny_full_run, tmp_path):
-    weights = tmp_path / "trunk.weights.h5"
-    weights.write_bytes(b"a dry run only looks at its timestamp")
+def test_a_run_exports_features_that_every_training_of_another_starts_from(tiny_full_run, tmp_path):
+    from zooflow.models import build_model, split_trunk_head
+    from zooflow.predict import load_model
+
+    run_snakemake(
+        tiny_full_run, "results/full/features.weights.h5", "--configfile", str(TINY_CONFIG)
+    )
+    weights = tiny_full_run / "results" / "full" / "features.weights.h5"
+    full = load_model(tiny_full_run / "results" / "full" / "model.keras")
+    started = build_model(
+        full.name,
+        input_shape=full.input_shape[1:],
+        head="dirichlet",
+        n_answers=full.output_shape[-1],
+        weights_path=weights,
+        seed=1,
+    )
+    trained, fresh = (split_trunk_head(m)[0].get_layer("features") for m in (full, started))
+    for expected, got in zip(trained.get_weights(), fresh.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, expected)
+
     pretrained = tmp_path / "pretrained.yaml"
     pretrained.write_text(f"train: {{weights_path: {weights}}}\n")
     plan = run_snakemake(

@@ -278,6 +278,21 @@ def split_trunk_head(model: keras.Model) -> tuple[keras.Model, keras.Model]:
         ) from err
 
 
+def save_feature_weights(model: keras.Model, path: str | Path) -> Path:
+    """Write the ``features`` sub-model's weights, which ``build_model(weights_path=...)`` loads.
+
+    How a model trained on one survey (or a separate mock survey) becomes the starting point of
+    another's: the feature extractor carries over, augmentation has no weights and the head is
+    retrained for the new labels. Keras names the file format by its ``.weights.h5`` suffix.
+    """
+    path = Path(path)
+    if not path.name.endswith(".weights.h5"):
+        raise ValueError(f"{path}: Keras weights files must end in .weights.h5")
+    trunk, _ = split_trunk_head(model)
+    trunk.get_layer("features").save_weights(path)
+    return path
+
+
 # --- architectures -----------------------------------------------------------------------------
 def build_w20_cnn(
     *,
@@ -293,7 +308,7 @@ def build_w20_cnn(
     dense128 (3×3 'same' ReLU convolutions, 2×2 max-pooling), then the head (dropout 0.5).
 
     ``weights_path``: a Keras weights file of the ``features`` sub-model (same input shape),
-    e.g. written by ``model.get_layer("trunk").get_layer("features").save_weights(...)``.
+    e.g. written by :func:`save_feature_weights`.
     """
     shape = _check_input_shape(input_shape, 16, "w20_cnn")
     if seed is not None:
@@ -349,7 +364,8 @@ def build_efficientnet_b0(
     Built with ``keras.applications.EfficientNetB0(weights=None, include_top=False)``, which
     rescales by 1/255 itself (then applies an identity Normalization). ``weights_path`` is
     passed on as its ``weights`` argument: a local backbone weights file, e.g. Keras' ImageNet
-    ``efficientnetb0_notop.h5`` for 3-channel input, or one saved from this backbone.
+    ``efficientnetb0_notop.h5`` for 3-channel input, or one saved from this backbone by
+    :func:`save_feature_weights`.
     """
     shape = _check_input_shape(input_shape, 32, "efficientnet_b0")
     if seed is not None:

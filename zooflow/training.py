@@ -411,3 +411,17 @@ def _count_examples(manifests: Sequence[str | Path], labels: pd.DataFrame | None
     if labels is not None:
         return len(labels)
     return sum(json.loads(manifest_path(m).read_text())["count"] for m in manifests)
+
+
+def export_feature_weights(model_path: str | Path, weights_path: str | Path) -> Path:
+    """Save a trained model's feature extractor for ``train.weights_path`` of another run.
+
+    The way to start a new survey's rounds from a model trained on an earlier one: only the
+    ``features`` sub-model carries over (see :func:`zooflow.models.save_feature_weights`).
+    """
+    from zooflow.models import save_feature_weights
+    from zooflow.predict import load_model
+
+    path = save_feature_weights(load_model(model_path), weights_path)
+    log.info("feature extractor of %s saved to %s", model_path, path)
+    return path
