@@ -1,6 +1,7 @@
 """The data stage run through Snakemake: simulate -> ingest -> preprocess -> split -> shards."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -115,3 +116,29 @@ def test_the_real_catalogue_configs_are_valid_and_name_their_inputs(tmp_path, na
     output = result.stdout + result.stderr
     assert "Error validating config file" not in output
     assert "Missing input files" in output and "data/" in output
+
+
+def test_the_study_config_starts_every_round_from_the_pretrained_features(tmp_path):
+    workdir = copy_workflow(tmp_path / "wf")
+    study = str(workdir / "config" / "active_learning_study.yaml")
+    weights = "pretrain/results/full/features.weights.h5"
+    # Before pretraining, the plan stops on the missing file and says which setting wants it.
+    result = run_snakemake(workdir, "-n", "--configfile", study, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Error validating config file" not in output
+    assert f"train.weights_path = '{weights}': no such file" in output
+
+    # The pretraining command of config/pretrain_survey.yaml plans its own survey in pretrain/.
+    pretrain = str(workdir / "config" / "pretrain_survey.yaml")
+    target = weights.split("/", 1)[1]
+    plan = run_snakemake(workdir, "-n", target, "--directory", "pretrain", "--configfile", pretrain)
+    assert {"simulate", "train", "export_features"} <= set(re.findall(r"rule (\w+):", plan.stdout))
+
+    (workdir / weights).parent.mkdir(parents=True)
+    (workdir / weights).write_bytes(b"a dry run only looks at its timestamp")
+    plan = run_snakemake(workdir, "-n", "--configfile", study)
+    trainings = re.findall(r"rule train:\n\s+input: ([^\n]*)", plan.stdout)
+    # 3 seeds x 5 rounds of power BALD, and random's rounds 1-4 (round 0 is shared).
+    assert len(trainings) == 3 * 5 + 3 * 4
+    assert all(weights in inputs.split(", ") for inputs in trainings)
