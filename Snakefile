@@ -1,10 +1,13 @@
 # zooflow: Galaxy Zoo votes and images -> Bayesian morphology posteriors -> what to label next.
+import os
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# Anchored to the workflow, so a run in another folder (--directory) still starts from it.
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 report: "report/workflow.rst"

@@ -3,6 +3,7 @@
 import json
 import re
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -142,3 +143,17 @@ def test_the_study_config_starts_every_round_from_the_pretrained_features(tmp_pa
     # 3 seeds x 5 rounds of power BALD, and random's rounds 1-4 (round 0 is shared).
     assert len(trainings) == 3 * 5 + 3 * 4
     assert all(weights in inputs.split(", ") for inputs in trainings)
+
+
+def test_a_run_in_another_folder_still_starts_from_the_default_config(tmp_path):
+    # config/config.yaml sets 32-pixel images; the schema's own default is 64. Without the file,
+    # a run in another folder would silently fall back to the schema's defaults.
+    workdir = copy_workflow(tmp_path / "wf")
+    small = tmp_path / "small.yaml"
+    small.write_text("mock: {n_galaxies: 24}\n")
+    run_snakemake(
+        workdir, "results/data/images.h5", "--directory", "elsewhere", "--configfile", str(small)
+    )
+    with h5py.File(workdir / "elsewhere" / "results" / "data" / "images.h5", "r") as f:
+        assert f["images"].shape[:3] == (24, 32, 32)
+    assert not (workdir / "results").exists()
