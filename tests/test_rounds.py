@@ -32,6 +32,21 @@ def _fake_predictions(path, ids, schema, seed=0, passes=6):
         f.attrs.update(head="dirichlet", passes=passes)
 
 
+def _acquire_from(survey, round_dir, strategy, n_acquire, suffix="", seed=0):
+    """Acquire from ``round_dir/pool.h5``, writing scores{suffix}.csv and acquired{suffix}.csv."""
+    return acquire(
+        round_dir / "pool.h5",
+        round_dir / "unlabelled.csv",
+        survey.catalogue,
+        survey.schema,
+        strategy=strategy,
+        n_acquire=n_acquire,
+        scores_out=round_dir / f"scores{suffix}.csv",
+        acquired_out=round_dir / f"acquired{suffix}.csv",
+        seed=seed,
+    )
+
+
 @pytest.fixture()
 def round_zero(tiny_survey, tmp_path):
     start_rounds(
@@ -89,16 +104,7 @@ def test_the_simulated_oracle_reveals_exactly_the_acquired_votes(tiny_survey, ro
     schema = tiny_survey.schema
     waiting = pd.read_csv(round_zero / "unlabelled.csv")["id_str"].tolist()
     _fake_predictions(round_zero / "pool.h5", waiting, schema)
-    acquired = acquire(
-        round_zero / "pool.h5",
-        round_zero / "unlabelled.csv",
-        tiny_survey.catalogue,
-        schema,
-        strategy="bald",
-        n_acquire=5,
-        scores_out=round_zero / "scores.csv",
-        acquired_out=round_zero / "acquired.csv",
-    )
+    acquired = _acquire_from(tiny_survey, round_zero, "bald", 5)
     assert list(acquired["rank"]) == [1, 2, 3, 4, 5]
     assert acquired["score"].is_monotonic_decreasing
     assert {"file_loc", "mi", "mi_smooth-or-featured", "mi_bar"} <= set(acquired.columns)
@@ -128,17 +134,7 @@ def test_power_bald_writes_its_mi_and_the_gallery_ranks_by_it(tiny_survey, round
     _fake_predictions(round_zero / "pool.h5", waiting, schema)
     written = {}
     for strategy in ("bald", "power_bald", "random"):
-        acquire(
-            round_zero / "pool.h5",
-            round_zero / "unlabelled.csv",
-            tiny_survey.catalogue,
-            schema,
-            strategy=strategy,
-            n_acquire=5,
-            scores_out=round_zero / f"scores_{strategy}.csv",
-            acquired_out=round_zero / f"acquired_{strategy}.csv",
-            seed=7,
-        )
+        _acquire_from(tiny_survey, round_zero, strategy, 5, suffix=f"_{strategy}", seed=7)
         written[strategy] = pd.read_csv(round_zero / f"scores_{strategy}.csv").set_index("id_str")
     bald, power = written["bald"], written["power_bald"]
     np.testing.assert_allclose(power.loc[bald.index, "mi"], bald["mi"])
@@ -163,16 +159,8 @@ def test_the_same_seed_gives_identical_acquisitions(tiny_survey, round_zero):
     picks = []
     for attempt in range(2):
         for strategy in ("bald", "random"):
-            out = acquire(
-                round_zero / "pool.h5",
-                round_zero / "unlabelled.csv",
-                tiny_survey.catalogue,
-                schema,
-                strategy=strategy,
-                n_acquire=6,
-                scores_out=round_zero / f"s_{strategy}_{attempt}.csv",
-                acquired_out=round_zero / f"a_{strategy}_{attempt}.csv",
-                seed=11,
+            out = _acquire_from(
+                tiny_survey, round_zero, strategy, 6, suffix=f"_{strategy}_{attempt}", seed=11
             )
             picks.append(out["id_str"].tolist())
     assert picks[0] == picks[2] and picks[1] == picks[3]
