@@ -120,6 +120,19 @@ def main() -> None:
                     f"labels, {100 * numbers['acquired_labels_saved']:.0f}% of acquired labels "
                     f"(goal >= 35%)" + (f"; {numbers['note']}" if numbers.get("note") else "")
                 )
+    by_budget_path = results / "al" / "labels_saved_by_budget.csv"
+    if by_budget_path.exists():
+        import pandas as pd
+
+        by_budget = pd.read_csv(by_budget_path)
+        table = by_budget.pivot_table(
+            index=["strategy", "stop_round", "random_labels"],
+            columns="metric",
+            values="labels_saved",
+            dropna=False,
+        )
+        print("labels saved (share of all labels) had the study stopped after each round:")
+        print((100 * table).round(0).to_string())
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -108,10 +108,16 @@ rule learning_curves:
     output:
         curves="results/al/learning_curves.csv",
         saved="results/al/labels_saved.json",
+        by_budget="results/al/labels_saved_by_budget.csv",
         composition="results/al/acquisition_composition.csv",
         figure=report(
             "results/al/learning_curves.png",
             caption="../report/learning_curves.rst",
+            category="Active learning",
+        ),
+        by_budget_figure=report(
+            "results/al/labels_saved_by_budget.png",
+            caption="../report/labels_saved_by_budget.rst",
             category="Active learning",
         ),
         composition_figure=report(

@@ -12,6 +12,7 @@ from zooflow.rounds import (
     collect_learning_curves,
     labels_needed,
     labels_saved,
+    labels_saved_by_budget,
     labels_saved_by_strategy,
     reveal,
     share_first_round,
@@ -281,6 +282,34 @@ def test_labels_saved_for_every_strategy_against_random():
     late = labels_saved_by_strategy(behind)["late"]["rmse"]
     assert np.isnan(late["labels_saved"])
     assert late["note"] == "late never reached random's final 0.2"
+
+
+def test_labels_saved_at_every_stopping_budget(tmp_path):
+    from zooflow.plots import plot_savings_by_budget
+
+    rows = []
+    curves = {"bald": [0.30, 0.20, 0.15, 0.13], "random": [0.30, 0.30, 0.22, 0.20]}
+    for strategy, rmse in curves.items():
+        for r, value in enumerate(rmse):
+            rows.append(
+                dict(strategy=strategy, seed=1, round=r, n_labelled=100 * (r + 1), rmse=value)
+            )
+    by_budget = labels_saved_by_budget(pd.DataFrame(rows)).set_index("stop_round")
+    assert list(by_budget.index) == [1, 2, 3]
+    assert set(by_budget["strategy"]) == {"bald"} and set(by_budget["metric"]) == {"rmse"}
+    assert list(by_budget["random_labels"]) == [200, 300, 400]
+    # Stopped after round 1 random had not improved: no saving is defined.
+    assert np.isnan(by_budget.loc[1, "labels_saved"])
+    # After round 2 random is at 0.22 with 300 labels; BALD got there at 100 + 0.08/0.10 * 100.
+    assert by_budget.loc[2, "labels_saved"] == pytest.approx(1 - 180 / 300)
+    assert by_budget.loc[2, "acquired_labels_saved"] == pytest.approx(1 - 80 / 200)
+    # The last stop is the headline figure.
+    headline = labels_saved(pd.DataFrame(rows))["rmse"]
+    assert by_budget.loc[3, "labels_saved"] == pytest.approx(headline["labels_saved"])
+    assert by_budget.loc[3, "labels_saved"] == pytest.approx(0.5)
+    figure = tmp_path / "by_budget.png"
+    plot_savings_by_budget(by_budget.reset_index(), figure)
+    assert figure.stat().st_size > 1000
 
 
 def test_learning_curves_read_each_rounds_folder(tmp_path):

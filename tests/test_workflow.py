@@ -37,6 +37,10 @@ def test_the_default_target_makes_every_product(tiny_full_run):
     saved = json.loads((results / "al" / "labels_saved.json").read_text())
     assert set(saved) == set(STRATEGIES) - {"random"}
     assert "rmse" in saved["bald"]
+    by_budget = pd.read_csv(results / "al" / "labels_saved_by_budget.csv")
+    assert set(by_budget["stop_round"]) == {1}
+    assert set(by_budget["strategy"]) == set(STRATEGIES) - {"random"}
+    assert (results / "al" / "labels_saved_by_budget.png").stat().st_size > 1000
     assert (results / "al" / "bald" / "seed_42" / "round_0" / "gallery.png").exists()
 
 

@@ -140,8 +140,8 @@ def test_the_study_config_starts_every_round_from_the_pretrained_features(tmp_pa
     (workdir / weights).write_bytes(b"a dry run only looks at its timestamp")
     plan = run_snakemake(workdir, "-n", "--configfile", study)
     trainings = re.findall(r"rule train:\n\s+input: ([^\n]*)", plan.stdout)
-    # 3 seeds x 5 rounds of power BALD, and random's and BALD's rounds 1-4 (round 0 is shared).
-    assert len(trainings) == 3 * 5 + 2 * 3 * 4
+    # 3 seeds x 8 rounds of BALD, and random's rounds 1-7 (round 0 is shared).
+    assert len(trainings) == 3 * 8 + 3 * 7
     assert all(weights in inputs.split(", ") for inputs in trainings)
 
 

@@ -379,6 +379,38 @@ def labels_saved_by_strategy(
     }
 
 
+def labels_saved_by_budget(curves: pd.DataFrame, *, baseline: str = "random") -> pd.DataFrame:
+    """Labels saved had the study stopped after each round, one row per strategy, metric and stop.
+
+    The headline figure compares against the baseline's final score, so it moves with the budget:
+    this sweep shows whether a saving holds across budgets or belongs to one lucky stopping point.
+    """
+    columns = [
+        "strategy",
+        "metric",
+        "stop_round",
+        f"{baseline}_labels",
+        "labels_saved",
+        "acquired_labels_saved",
+    ]
+    rows = []
+    for stop in range(1, int(curves["round"].max()) + 1):
+        upto = curves[curves["round"] <= stop]
+        for strategy, by_metric in labels_saved_by_strategy(upto, baseline=baseline).items():
+            for metric, numbers in by_metric.items():
+                rows.append(
+                    {
+                        "strategy": strategy,
+                        "metric": metric,
+                        "stop_round": stop,
+                        f"{baseline}_labels": numbers[f"{baseline}_labels"],
+                        "labels_saved": numbers["labels_saved"],
+                        "acquired_labels_saved": numbers["acquired_labels_saved"],
+                    }
+                )
+    return pd.DataFrame(rows, columns=columns)
+
+
 def acquisition_composition(
     run_dirs: Sequence[str | Path], catalogue_path: str | Path, schema: Schema
 ) -> pd.DataFrame:
@@ -422,14 +454,17 @@ def summarise_rounds(
 ) -> dict:
     """Learning curves, labels saved (each strategy vs random), acquisition composition, figures.
 
-    ``out`` names curves, saved, composition, figure and composition_figure paths.
+    ``out`` names curves, saved, by_budget, composition, figure, by_budget_figure and
+    composition_figure paths.
     """
     import json
 
-    from zooflow.plots import plot_composition, plot_learning_curves
+    from zooflow.plots import plot_composition, plot_learning_curves, plot_savings_by_budget
 
     curves = collect_learning_curves(run_dirs)
     saved = labels_saved_by_strategy(curves)
+    by_budget = labels_saved_by_budget(curves)
+    by_budget.to_csv(out["by_budget"], index=False)
     composition = acquisition_composition(run_dirs, catalogue_path, schema)
     curves.to_csv(out["curves"], index=False)
     composition.to_csv(out["composition"], index=False)
@@ -446,5 +481,6 @@ def summarise_rounds(
                 f"; {numbers['note']}" if numbers["note"] else "",
             )
     plot_learning_curves(curves, saved, out["figure"])
+    plot_savings_by_budget(by_budget, out["by_budget_figure"])
     plot_composition(composition, out["composition_figure"])
     return saved
