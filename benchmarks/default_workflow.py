@@ -73,11 +73,14 @@ def main() -> None:
     full_minutes = None if args.skip_full else snakemake("full")
 
     results = workdir / "results"
-    print(
-        f"default workflow on {args.cores} cores: {minutes:.1f} min "
-        f"= {minutes / GOAL_MINUTES:.2f}x the {GOAL_MINUTES:.0f}-minute goal "
-        f"{'PASS' if minutes <= GOAL_MINUTES else 'FAIL'}"
-    )
+    if args.configfile:  # the 15-minute goal is the default config's
+        print(f"workflow with {args.configfile} on {args.cores} cores: {minutes:.1f} min")
+    else:
+        print(
+            f"default workflow on {args.cores} cores: {minutes:.1f} min "
+            f"= {minutes / GOAL_MINUTES:.2f}x the {GOAL_MINUTES:.0f}-minute goal "
+            f"{'PASS' if minutes <= GOAL_MINUTES else 'FAIL'}"
+        )
     if pretrain_minutes is not None:
         print(f"before it, pretraining on a separate survey: {pretrain_minutes:.1f} min")
     if full_minutes is not None:
@@ -125,14 +128,21 @@ def main() -> None:
         import pandas as pd
 
         by_budget = pd.read_csv(by_budget_path)
-        table = by_budget.pivot_table(
-            index=["strategy", "stop_round", "random_labels"],
-            columns="metric",
-            values="labels_saved",
-            dropna=False,
+
+        def saved(row: pd.Series) -> str:
+            if pd.isna(row["labels_saved"]):  # "-": random had not improved yet
+                return "never" if row["baseline_improved"] else "-"
+            return f"{100 * row['labels_saved']:.0f}% / {100 * row['acquired_labels_saved']:.0f}%"
+
+        # "all / acquired": the saving as a share of all labels and of the acquired ones.
+        by_budget["saved"] = by_budget.apply(saved, axis=1)
+        table = by_budget.set_index(["strategy", "stop_round", "random_labels"])
+        table = table.pivot(columns="metric", values="saved")
+        print(
+            "labels saved (all / acquired labels) had the study stopped after each round "
+            "(never: not reached; -: random had not improved on round 0):"
         )
-        print("labels saved (share of all labels) had the study stopped after each round:")
-        print((100 * table).round(0).to_string())
+        print(table.to_string())
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
 

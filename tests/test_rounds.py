@@ -244,7 +244,7 @@ def test_labels_saved_compares_bald_with_randoms_final_score():
     assert saved["labels_saved"] == pytest.approx(0.5)
     assert saved["acquired_labels_saved"] == pytest.approx(1 - 100 / 300)
     assert saved["seeds"] == 2
-    assert saved["note"] == ""
+    assert saved["note"] == "" and saved["baseline_improved"]
 
 
 def test_labels_saved_is_undefined_when_random_never_improves():
@@ -255,6 +255,7 @@ def test_labels_saved_is_undefined_when_random_never_improves():
     saved = labels_saved(pd.DataFrame(rows))["rmse"]
     assert np.isnan(saved["labels_saved"]) and np.isnan(saved["acquired_labels_saved"])
     assert "random did not improve on its first round (0.3 -> 0.31)" in saved["note"]
+    assert not saved["baseline_improved"]
 
 
 def test_labels_saved_for_every_strategy_against_random():
@@ -288,18 +289,29 @@ def test_labels_saved_at_every_stopping_budget(tmp_path):
     from zooflow.plots import plot_savings_by_budget
 
     rows = []
-    curves = {"bald": [0.30, 0.20, 0.15, 0.13], "random": [0.30, 0.30, 0.22, 0.20]}
+    curves = {
+        "bald": [0.30, 0.20, 0.15, 0.13],
+        "late": [0.30, 0.30, 0.25, 0.21],
+        "random": [0.30, 0.30, 0.22, 0.20],
+    }
     for strategy, rmse in curves.items():
         for r, value in enumerate(rmse):
             rows.append(
                 dict(strategy=strategy, seed=1, round=r, n_labelled=100 * (r + 1), rmse=value)
             )
-    by_budget = labels_saved_by_budget(pd.DataFrame(rows)).set_index("stop_round")
+    every_strategy = labels_saved_by_budget(pd.DataFrame(rows))
+    assert set(every_strategy["strategy"]) == {"bald", "late"}
+    # "late" never gets to random's score, which differs from random not having improved yet.
+    late = every_strategy[every_strategy["strategy"] == "late"].set_index("stop_round")
+    assert late["labels_saved"].isna().all()
+    assert list(late["baseline_improved"]) == [False, True, True]
+    by_budget = every_strategy[every_strategy["strategy"] == "bald"].set_index("stop_round")
     assert list(by_budget.index) == [1, 2, 3]
-    assert set(by_budget["strategy"]) == {"bald"} and set(by_budget["metric"]) == {"rmse"}
+    assert set(by_budget["metric"]) == {"rmse"}
     assert list(by_budget["random_labels"]) == [200, 300, 400]
     # Stopped after round 1 random had not improved: no saving is defined.
     assert np.isnan(by_budget.loc[1, "labels_saved"])
+    assert list(by_budget["baseline_improved"]) == [False, True, True]
     # After round 2 random is at 0.22 with 300 labels; BALD got there at 100 + 0.08/0.10 * 100.
     assert by_budget.loc[2, "labels_saved"] == pytest.approx(1 - 180 / 300)
     assert by_budget.loc[2, "acquired_labels_saved"] == pytest.approx(1 - 80 / 200)

@@ -360,6 +360,8 @@ def labels_saved(
                 else float("nan")
             ),
             "seeds": int(curves["seed"].nunique()),
+            # False: nothing to reach (NaN saving); True with a NaN saving: never reached it.
+            "baseline_improved": bool(target < float(theirs[metric].iloc[0])),
             "note": note,
         }
     return out
@@ -384,6 +386,8 @@ def labels_saved_by_budget(curves: pd.DataFrame, *, baseline: str = "random") ->
 
     The headline figure compares against the baseline's final score, so it moves with the budget:
     this sweep shows whether a saving holds across budgets or belongs to one lucky stopping point.
+    A NaN saving with ``baseline_improved`` True means the strategy never reached the baseline's
+    score; with False, the baseline had not improved on its first round yet.
     """
     columns = [
         "strategy",
@@ -392,6 +396,7 @@ def labels_saved_by_budget(curves: pd.DataFrame, *, baseline: str = "random") ->
         f"{baseline}_labels",
         "labels_saved",
         "acquired_labels_saved",
+        "baseline_improved",
     ]
     rows = []
     for stop in range(1, int(curves["round"].max()) + 1):
@@ -406,6 +411,7 @@ def labels_saved_by_budget(curves: pd.DataFrame, *, baseline: str = "random") ->
                         f"{baseline}_labels": numbers[f"{baseline}_labels"],
                         "labels_saved": numbers["labels_saved"],
                         "acquired_labels_saved": numbers["acquired_labels_saved"],
+                        "baseline_improved": numbers["baseline_improved"],
                     }
                 )
     return pd.DataFrame(rows, columns=columns)
