@@ -340,7 +340,8 @@ def labels_saved(
         n_start = float(theirs["n_labelled"].iloc[0])
         needed = labels_needed(ours["n_labelled"].to_numpy(float), ours[metric].to_numpy(), target)
         note = ""
-        if not target < float(theirs[metric].iloc[0]):
+        improved = bool(target < float(theirs[metric].iloc[0]))
+        if not improved:
             needed = float("nan")
             note = (
                 f"{baseline} did not improve on its first round ({theirs[metric].iloc[0]:.4g} -> "
@@ -361,7 +362,7 @@ def labels_saved(
             ),
             "seeds": int(curves["seed"].nunique()),
             # False: nothing to reach (NaN saving); True with a NaN saving: never reached it.
-            "baseline_improved": bool(target < float(theirs[metric].iloc[0])),
+            "baseline_improved": improved,
             "note": note,
         }
     return out
