@@ -24,7 +24,7 @@ rule acquire:
         unlabelled=f"{AL}/round_{{round}}/unlabelled.csv",
         catalogue=f"{DATA}/catalogue.parquet",
         tree=tree_file(),
-        library=library("acquisition", "rounds", "posteriors", "schema"),
+        library=library("acquisition", "information", "rounds", "posteriors", "schema"),
     output:
         scores=f"{AL}/round_{{round}}/scores.csv",
         acquired=f"{AL}/round_{{round}}/acquired.csv",
@@ -42,6 +42,9 @@ rule acquire:
         n_acquire=config["active_learning"]["acquire_per_round"],
         expected_votes=config["active_learning"]["expected_votes"],
         question_weights=config["active_learning"]["question_weights"],
+        information=config["active_learning"]["information"],
+        draws_per_sample=config["active_learning"]["draws_per_sample"],
+        epig_targets=config["active_learning"]["epig_targets"],
         seed=lambda wildcards: int(wildcards.seed) * 1000 + int(wildcards.round),
         question_suffix=config["schema"]["question_suffix"],
     script:

@@ -20,4 +20,7 @@ if __name__ == "__main__":
             expected_votes=snakemake.params.expected_votes,
             question_weights=dict(snakemake.params.question_weights),
             seed=snakemake.params.seed,
+            information=snakemake.params.information,
+            draws_per_sample=snakemake.params.draws_per_sample,
+            epig_targets=snakemake.params.epig_targets,
         )

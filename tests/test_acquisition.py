@@ -17,6 +17,8 @@ from zooflow.acquisition import (
     bald_dirichlet_multinomial,
     binomial_entropies,
     dirichlet_multinomial_entropies,
+    expected_information_gain,
+    expected_predictive_information_gain,
     register,
     top_k,
     vote_compositions,
@@ -235,10 +237,25 @@ def test_question_weights_target_one_question(small_schema):
     bar_only, _ = bald_dirichlet_multinomial(alpha, small_schema, 10, {"bar": 1.0})
     np.testing.assert_allclose(bar_only, terms.p_asked[:, 1] * mi[:, 1])
     weighted = acquire_scores(
-        "bald", alpha, small_schema, expected_votes=10, question_weights={"bar": 2, "arms": 0.5}
+        "bald",
+        alpha,
+        small_schema,
+        expected_votes=10,
+        question_weights={"bar": 2, "arms": 0.5},
+        information="question_sum",
     )
     np.testing.assert_allclose(
         weighted.scores, 2 * terms.p_asked[:, 1] * mi[:, 1] + 0.5 * terms.p_asked[:, 2] * mi[:, 2]
+    )
+    # The joint information counts questions in or out; it cannot weigh them.
+    with pytest.raises(AcquisitionError, match="question_sum"):
+        acquire_scores("bald", alpha, small_schema, question_weights={"bar": 2, "arms": 0.5})
+    bar_joint = acquire_scores("bald", alpha, small_schema, question_weights={"bar": 1}, seed=2)
+    np.testing.assert_allclose(
+        bar_joint.scores,
+        expected_information_gain(
+            alpha, small_schema, 40, np.random.default_rng([2, 1]), questions=["bar"]
+        ),
     )
 
     with pytest.raises(AcquisitionError, match=r"spiral.*shape"):
@@ -339,7 +356,7 @@ def test_power_bald_draws_in_proportion_to_mi(small_schema):
 
     # The Dirichlet head: per-question MI as BALD's, and the order is BALD's once noise is removed.
     alpha = random_concentrations(np.random.default_rng(12), 30, small_schema.n_answers, 6)
-    bald = acquire_scores("bald", alpha, small_schema, expected_votes=10)
+    bald = acquire_scores("bald", alpha, small_schema, expected_votes=10, seed=5)
     power = acquire_scores("power_bald", alpha, small_schema, expected_votes=10, seed=5)
     np.testing.assert_allclose(power.per_question, bald.per_question)
     np.testing.assert_allclose(power.mutual_information, bald.scores)
@@ -381,3 +398,29 @@ def test_top_k_orders_by_score_then_id():
         top_k(ids, np.array([0.2, 0.9, np.nan, 0.5, 0.5]), 2)
     with pytest.raises(AcquisitionError, match="unique"):
         top_k(np.array([1, 2, 2]), np.zeros(3), 2)
+
+
+def test_bald_scores_the_whole_vote_vector_and_epig_a_sample_of_the_pool(small_schema):
+    alpha = random_concentrations(np.random.default_rng(13), 30, small_schema.n_answers, 6)
+    bald = acquire_scores("bald", alpha, small_schema, expected_votes=6, seed=3)
+    joint = expected_information_gain(alpha, small_schema, 6, np.random.default_rng([3, 1]))
+    np.testing.assert_allclose(bald.scores, joint)
+    summed = acquire_scores(
+        "bald", alpha, small_schema, expected_votes=6, seed=3, information="question_sum"
+    )
+    np.testing.assert_allclose(summed.scores, bald_dirichlet_multinomial(alpha, small_schema, 6)[0])
+    with pytest.raises(AcquisitionError, match="information estimator"):
+        acquire_scores("bald", alpha, small_schema, information="sum")
+
+    scored = acquire_scores("epig", alpha, small_schema, expected_votes=3, seed=3, epig_targets=10)
+    rng = np.random.default_rng([3, 2])
+    targets = np.sort(rng.choice(30, size=10, replace=False))
+    want = expected_predictive_information_gain(alpha, alpha[targets], small_schema, 3, rng).epig
+    np.testing.assert_allclose(scored.scores, want)
+    assert scored.per_question is None and (scored.scores >= 0).all()
+
+    rho = np.random.default_rng(14).beta(0.6, 0.6, size=(25, 8))
+    binomial = acquire_scores("epig", rho, head="binomial", binomial_votes=10, seed=1)
+    again = acquire_scores("epig", rho, head="binomial", binomial_votes=10, seed=1)
+    np.testing.assert_array_equal(binomial.scores, again.scores)
+    assert binomial.scores.shape == (25,) and (binomial.scores >= 0).all()

@@ -40,7 +40,7 @@ def test_sampling_the_head_on_one_trunk_pass_matches_full_passes(tiny_survey, tm
     _, _, images = load_split(tiny_survey.shards["test"] / "manifest.json")
     batch = images[:3].astype("float32")
     keras.utils.set_random_seed(1)
-    fast = sample_posteriors(trunk, head, batch, passes=400)
+    fast = sample_posteriors(trunk, head, batch, passes=400, seed=1)
     slow = sample_posteriors_full_passes(model, batch, passes=400)
     assert fast.shape == slow.shape == (3, schema.n_answers, 400)
     # Same distribution: each output's samples pass a two-sample KS test, and dropout is live.
@@ -49,6 +49,22 @@ def test_sampling_the_head_on_one_trunk_pass_matches_full_passes(tiny_survey, tm
     ]
     assert min(p_values) > 1e-4
     assert fast.std(axis=2).mean() > 1e-3  # exactly 0 if dropout were off
+
+
+def test_pass_t_is_one_network_for_every_galaxy(tiny_survey, tmp_path):
+    """Joint samples across galaxies: a galaxy's sample t does not depend on its batch."""
+    model = _saved_model(tmp_path / "m.keras", tiny_survey.schema)
+    trunk, head = split_trunk_head(model)
+    _, _, images = load_split(tiny_survey.shards["test"] / "manifest.json")
+    one = images[:1]
+    batch = np.concatenate([images[1:4], one, images[4:6], one]).astype("float32")
+    samples = sample_posteriors(trunk, head, batch, passes=20, seed=3)
+    alone = sample_posteriors(trunk, head, one.astype("float32"), passes=20, seed=3)
+    np.testing.assert_allclose(samples[3], samples[6], rtol=1e-6)
+    np.testing.assert_allclose(samples[3], alone[0], rtol=1e-5)
+    assert samples[3].std(axis=1).mean() > 1e-3  # dropout is live: the passes differ
+    other = sample_posteriors(trunk, head, one.astype("float32"), passes=20, seed=4)
+    assert not np.allclose(other[0], alone[0])
 
 
 def test_prediction_file_has_zoobots_layout(tiny_survey, tmp_path):
@@ -67,6 +83,7 @@ def test_prediction_file_has_zoobots_layout(tiny_survey, tmp_path):
     assert predictions.dtype == np.float32
     assert ((predictions > CONCENTRATION_FLOOR) & np.isfinite(predictions)).all()
     assert attrs["head"] == "dirichlet" and attrs["passes"] == 6
+    assert attrs["dropout_masks"] == "shared"
     with h5py.File(out) as f:
         assert list(f["label_cols"].asstr()[:]) == schema.label_cols
         assert f["predictions"].compression == "gzip"

@@ -18,24 +18,56 @@ Two prediction heads are supported:
   ``schema.label_cols`` order; for each question q, p_t = Dirichlet-multinomial(N_q, α_q,t) over
   the ways N_q volunteers can split between the question's answers.
 
+For the Dirichlet head, BALD is by default the information gain of the galaxy's whole vote
+vector (``information="joint"``, :func:`zooflow.information.expected_information_gain`): the
+votes of every question together, with the number of volunteers reaching a question as random as
+it is. ``information="question_sum"`` keeps the earlier score, a sum of per-question terms
+(:func:`bald_dirichlet_multinomial`). ``epig`` scores what a galaxy's votes would tell us about
+the votes of a sample of the pool (the galaxies we will predict) rather than about the model.
+
 Every acquisition function is registered by name in :data:`ACQUISITION_FUNCTIONS` and called
 through :func:`acquire_scores`; :func:`top_k` turns scores into an ordered list of galaxy ids.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from scipy.special import entr, gammaln
 
+from zooflow.information import (
+    DEFAULT_DRAWS_PER_SAMPLE,
+    epig,
+    epig_binomial,
+    expected_information_gain,
+    expected_predictive_information_gain,
+    information_terms,
+    n_vote_compositions,
+    vote_compositions,
+)
 from zooflow.schema import Schema
 
 HEADS = ("dirichlet", "binomial")
+INFORMATION_ESTIMATORS = ("joint", "question_sum")
+DEFAULT_EPIG_TARGETS = 200
+
+__all__ = [
+    "ACQUISITION_FUNCTIONS",
+    "AcquisitionError",
+    "AcquisitionResult",
+    "acquire_scores",
+    "bald_binomial",
+    "bald_dirichlet_multinomial",
+    "epig",
+    "epig_binomial",
+    "expected_information_gain",
+    "expected_predictive_information_gain",
+    "register",
+    "top_k",
+    "vote_compositions",
+]
 
 # Largest temporary array (float64 elements) one vectorised chunk may build: small enough to
 # stay in cache-sized pieces and bounded memory, large enough to amortise Python overhead.
@@ -210,31 +242,6 @@ def bald_binomial(rho_samples: np.ndarray, n_votes: int | np.ndarray) -> np.ndar
 
 
 # --- Dirichlet-multinomial head -----------------------------------------------------------------
-
-
-@lru_cache(maxsize=256)
-def vote_compositions(n_votes: int, n_answers: int) -> np.ndarray:
-    """Every way ``n_votes`` volunteers can split over ``n_answers`` answers, shape (M, K).
-
-    M = C(N + K − 1, K − 1) (stars and bars): each choice of K − 1 bar positions among N + K − 1
-    slots gives one composition. Read-only, because the result is cached.
-    """
-    slots = n_votes + n_answers - 1
-    bars = np.fromiter(
-        itertools.chain.from_iterable(itertools.combinations(range(slots), n_answers - 1)),
-        dtype=np.int64,
-    ).reshape(-1, n_answers - 1)
-    edges = np.concatenate(
-        [np.full((len(bars), 1), -1), bars, np.full((len(bars), 1), slots)], axis=1
-    )
-    counts = np.diff(edges, axis=1) - 1
-    counts.setflags(write=False)
-    return counts
-
-
-def n_vote_compositions(n_votes: int, n_answers: int) -> int:
-    """Number of vote-count outcomes of one question: C(N + K − 1, K − 1)."""
-    return math.comb(n_votes + n_answers - 1, n_answers - 1)
 
 
 def _log_rising_factorials(alpha: np.ndarray, n_max: int) -> np.ndarray:
@@ -467,6 +474,9 @@ class AcquisitionOptions:
     binomial_votes: int = 40
     exact_outcome_limit: int = DEFAULT_EXACT_OUTCOME_LIMIT
     mc_draws_per_sample: int = DEFAULT_MC_DRAWS_PER_SAMPLE
+    information: str = "joint"
+    draws_per_sample: int = DEFAULT_DRAWS_PER_SAMPLE
+    epig_targets: int = DEFAULT_EPIG_TARGETS
 
 
 AcquisitionFunction = Callable[[np.ndarray, Schema | None, AcquisitionOptions], AcquisitionResult]
@@ -502,19 +512,72 @@ def _dirichlet_terms(
     return terms, weights
 
 
+def counted_questions(
+    schema: Schema, question_weights: Mapping[str, float] | None
+) -> list[str] | None:
+    """The questions whose votes the joint measures count: those with a weight above 0.
+
+    The joint information of a vote vector counts questions, it cannot weigh them: unequal
+    non-zero weights only mean something to the ``question_sum`` estimator.
+    """
+    if not question_weights:
+        return None
+    weights = question_weight_vector(schema, question_weights)
+    chosen = sorted({w for w in weights if w > 0})
+    if len(chosen) > 1:
+        raise AcquisitionError(
+            f"question_weights {dict(question_weights)} weigh questions unequally; the joint "
+            "information of the votes can only count questions in (weight > 0) or out (0). "
+            "Give them equal weights, or set active_learning.information: question_sum"
+        )
+    if not chosen:
+        raise AcquisitionError(f"question_weights {dict(question_weights)} count no question")
+    return [q for q, w in zip(schema.question_names, weights, strict=True) if w > 0]
+
+
+def _joint_terms(predictions: np.ndarray, schema: Schema | None, options: AcquisitionOptions):
+    if schema is None:
+        raise AcquisitionError("the Dirichlet head needs the decision-tree schema")
+    return information_terms(
+        predictions,
+        schema,
+        int(round(options.expected_votes)),
+        rng=np.random.default_rng([options.seed, 1]),
+        questions=counted_questions(schema, options.question_weights),
+        exact_outcome_limit=options.exact_outcome_limit,
+        draws_per_sample=options.draws_per_sample,
+    )
+
+
+def _check_information(options: AcquisitionOptions) -> None:
+    if options.information not in INFORMATION_ESTIMATORS:
+        raise AcquisitionError(
+            f"unknown information estimator {options.information!r}; "
+            f"choose from {list(INFORMATION_ESTIMATORS)}"
+        )
+
+
 @register("bald")
 def _bald(
     predictions: np.ndarray, schema: Schema | None, options: AcquisitionOptions
 ) -> AcquisitionResult:
-    """Mutual information between votes and model parameters (see module docstring)."""
+    """Mutual information between votes and model parameters (see module docstring).
+
+    Per-question terms (N_q = round(N · P(asked))) are returned alongside for reading; the score
+    is the joint information of the whole vote vector unless ``information="question_sum"``.
+    """
     if options.head == "binomial":
         mutual_information = bald_binomial(predictions, options.binomial_votes)
         return AcquisitionResult(
             mutual_information, mutual_information[:, None], mutual_information
         )
+    _check_information(options)
     terms, weights = _dirichlet_terms(predictions, schema, options)
-    combined = combine_questions(terms.mutual_information, terms.p_asked, weights)
-    return AcquisitionResult(combined, terms.mutual_information, combined)
+    if options.information == "question_sum":
+        combined = combine_questions(terms.mutual_information, terms.p_asked, weights)
+        return AcquisitionResult(combined, terms.mutual_information, combined)
+    joint = _joint_terms(predictions, schema, options).mutual_information
+    return AcquisitionResult(joint, terms.mutual_information, joint)
 
 
 @register("power_bald")
@@ -540,13 +603,57 @@ def _power_bald(
 def _max_entropy(
     predictions: np.ndarray, schema: Schema | None, options: AcquisitionOptions
 ) -> AcquisitionResult:
-    """Entropy of the ensemble predictive, H[mean_t p_t], combined over questions like BALD."""
+    """Entropy of the ensemble predictive, H[mean_t p_t], of the votes (joint, or summed over
+    questions like BALD's ``question_sum``)."""
     if options.head == "binomial":
         predictive, _ = binomial_entropies(predictions, options.binomial_votes)
         return AcquisitionResult(predictive, predictive[:, None])
+    _check_information(options)
     terms, weights = _dirichlet_terms(predictions, schema, options)
     entropy = terms.predictive_entropy
-    return AcquisitionResult(combine_questions(entropy, terms.p_asked, weights), entropy)
+    if options.information == "question_sum":
+        return AcquisitionResult(combine_questions(entropy, terms.p_asked, weights), entropy)
+    return AcquisitionResult(_joint_terms(predictions, schema, options).predictive_entropy, entropy)
+
+
+@register("epig")
+def _epig(
+    predictions: np.ndarray, schema: Schema | None, options: AcquisitionOptions
+) -> AcquisitionResult:
+    """Expected predictive information gain about the votes of ``epig_targets`` pool galaxies.
+
+    The targets are a seeded random sample of the galaxies being scored (the waiting pool stands
+    for the survey the model will predict); never the test set, which nothing may learn from.
+    """
+    n_galaxies = np.shape(predictions)[0]
+    if options.epig_targets < 1:
+        raise AcquisitionError(f"epig_targets must be >= 1; got {options.epig_targets}")
+    rng = np.random.default_rng([options.seed, 2])
+    targets = np.sort(
+        rng.choice(n_galaxies, size=min(options.epig_targets, n_galaxies), replace=False)
+    )
+    if options.head == "binomial":
+        rho = np.asarray(predictions).reshape(n_galaxies, -1)
+        value = epig_binomial(
+            rho,
+            rho[targets],
+            options.binomial_votes,
+            rng,
+            draws_per_sample=options.draws_per_sample,
+        )
+        return AcquisitionResult(value, None)
+    if schema is None:
+        raise AcquisitionError("the Dirichlet head needs the decision-tree schema")
+    value = expected_predictive_information_gain(
+        predictions,
+        predictions[targets],
+        schema,
+        int(round(options.expected_votes)),
+        rng,
+        questions=counted_questions(schema, options.question_weights),
+        draws_per_sample=options.draws_per_sample,
+    ).epig
+    return AcquisitionResult(value, None)
 
 
 @register("random")
@@ -570,11 +677,17 @@ def acquire_scores(
     binomial_votes: int = 40,
     exact_outcome_limit: int = DEFAULT_EXACT_OUTCOME_LIMIT,
     mc_draws_per_sample: int = DEFAULT_MC_DRAWS_PER_SAMPLE,
+    information: str = "joint",
+    draws_per_sample: int = DEFAULT_DRAWS_PER_SAMPLE,
+    epig_targets: int = DEFAULT_EPIG_TARGETS,
 ) -> AcquisitionResult:
     """Score galaxies with the acquisition function registered as ``name``.
 
     ``predictions``: Dirichlet head (G, A, T) concentrations in ``schema.label_cols`` order;
     binomial head (G, T) or (G, 1, T) ρ samples, scored with ``binomial_votes`` votes.
+    ``information`` picks BALD's estimator for the Dirichlet head (``joint`` or
+    ``question_sum``); ``draws_per_sample`` sets the joint measures' Monte-Carlo draws and
+    ``epig_targets`` how many pool galaxies EPIG predicts.
     """
     if name not in ACQUISITION_FUNCTIONS:
         raise AcquisitionError(
@@ -592,6 +705,9 @@ def acquire_scores(
         binomial_votes=binomial_votes,
         exact_outcome_limit=exact_outcome_limit,
         mc_draws_per_sample=mc_draws_per_sample,
+        information=information,
+        draws_per_sample=draws_per_sample,
+        epig_targets=epig_targets,
     )
     result = ACQUISITION_FUNCTIONS[name](np.asarray(predictions), schema, options)
     if np.shape(result.scores) != (np.shape(predictions)[0],):

@@ -10,8 +10,9 @@ Every model is ``head(trunk(image))``, two named sub-models:
   probability ρ = sigmoid(z) (W+20).
 
 Monte Carlo dropout then needs the trunk only once per batch: ``trunk, head =
-split_trunk_head(model)`` and sample ``head(features)`` T times. BatchNormalization stays in
-inference mode whenever ``training`` is not True.
+split_trunk_head(model)`` and sample the head T times on the features (:mod:`zooflow.predict`
+applies one dropout mask per pass, shared by every galaxy, via :func:`split_head_dropout`).
+BatchNormalization stays in inference mode whenever ``training`` is not True.
 
 Images go in as raw uint8-range values (cast to float); rescaling to [0, 1] happens inside.
 Nothing is ever downloaded: EfficientNetB0 is built with ``weights=None`` unless a local file
@@ -276,6 +277,24 @@ def split_trunk_head(model: keras.Model) -> tuple[keras.Model, keras.Model]:
             f"model {model.name!r} has no 'trunk' and 'head' sub-models (layers: {names}); "
             "build it with zooflow.models.build_model"
         ) from err
+
+
+def split_head_dropout(head: keras.Model) -> tuple[float, keras.Model]:
+    """The head's dropout rate and the rest of the head after its :class:`MCDropout`.
+
+    Lets prediction apply its own dropout masks, one per pass shared by every galaxy, so that
+    pass t is the same network everywhere (see :mod:`zooflow.predict`). The returned model
+    shares the head's layers and weights.
+    """
+    layers = [layer for layer in head.layers if not isinstance(layer, keras.layers.InputLayer)]
+    dropout = [i for i, layer in enumerate(layers) if isinstance(layer, MCDropout)]
+    if len(dropout) != 1:
+        raise ValueError(f"head {head.name!r} must hold exactly one MCDropout layer")
+    features = keras.Input(tuple(head.inputs[0].shape[1:]), name="dropped_features")
+    x = features
+    for layer in layers[dropout[0] + 1 :]:
+        x = layer(x)
+    return float(layers[dropout[0]].rate), keras.Model(features, x, name="head_after_dropout")
 
 
 def save_feature_weights(model: keras.Model, path: str | Path) -> Path:

@@ -1,9 +1,13 @@
 """MC-dropout posteriors for every galaxy, streamed to Zoobot's HDF5 layout.
 
 Dropout sits only in the head, so the convolutional trunk runs once per batch and the head is
-sampled T times on those features, by tiling them T times along the batch: the same
-distribution as T full passes at a fraction of the cost. Batches are written to resizable HDF5
-datasets as they come, so memory does not grow with the catalogue.
+sampled T times on those features: the same distribution as T full passes at a fraction of the
+cost. Pass t applies one dropout mask, drawn from the prediction seed, to every galaxy of the
+catalogue, so sample t is one network of the ensemble everywhere: the T samples are joint draws
+of the model posterior across galaxies, which measures that relate galaxies to each other (EPIG,
+:mod:`zooflow.information`) need, and a catalogue split over shard groups gets the same samples.
+Batches are written to resizable HDF5 datasets as they come, so memory does not grow with the
+catalogue.
 
 The HDF5 layout, and everything done with it after prediction (gathering shard groups,
 summaries), lives in :mod:`zooflow.posteriors`, which needs no TensorFlow.
@@ -34,8 +38,18 @@ def load_model(path: str | Path) -> keras.Model:
     return keras.models.load_model(path, compile=False)
 
 
+def dropout_masks(n_features: int, rate: float, passes: int, seed: int) -> np.ndarray:
+    """(passes, n_features) inverted-dropout masks: 0 where a unit is dropped, else 1/(1 − rate).
+
+    Drawn from ``seed`` alone, so every batch, shard group and job of a prediction uses the same
+    T networks.
+    """
+    keep = np.random.default_rng([seed, n_features, passes]).random((passes, n_features)) >= rate
+    return (keep / (1.0 - rate)).astype(np.float32)
+
+
 @tf.function(reduce_retracing=True)
-def _head_samples(trunk, head, images, passes: int) -> tf.Tensor:
+def _head_samples(trunk, head_after_dropout, images, masks) -> tf.Tensor:
     """Compiled body of :func:`sample_posteriors`.
 
     A graph, not eager calls: TensorFlow's graph optimiser fuses each convolution with its bias
@@ -45,19 +59,24 @@ def _head_samples(trunk, head, images, passes: int) -> tf.Tensor:
     each model and dropping the model frees it.
     """
     features = trunk(images, training=False)
-    tiled = tf.repeat(features, passes, axis=0)  # galaxy-major: g0 x T, g1 x T, ...
-    out = head(tiled, training=False)
+    passes = tf.shape(masks)[0]
+    masked = features[:, None, :] * tf.cast(masks, features.dtype)[None, :, :]  # (B, T, F)
+    out = head_after_dropout(tf.reshape(masked, (-1, features.shape[-1])), training=False)
     out = tf.reshape(tf.cast(out, tf.float32), (-1, passes, out.shape[-1]))
     return tf.transpose(out, (0, 2, 1))
 
 
-def sample_posteriors(trunk, head, images, passes: int) -> np.ndarray:
-    """(batch, outputs, passes): the trunk once, the dropout head ``passes`` times.
+def sample_posteriors(trunk, head, images, passes: int, *, seed: int = 0) -> np.ndarray:
+    """(batch, outputs, passes): the trunk once, then the head under each of ``passes`` masks.
 
-    Sample t of galaxy g is head(trunk(x_g)) under its own dropout mask, i.e. the features are
-    tiled T times along the batch, so the cost is one trunk pass plus T head passes.
+    Sample t of every galaxy uses dropout mask t of :func:`dropout_masks` (``seed``), so the
+    cost is one trunk pass plus T head passes, and the same seed gives the same T networks.
     """
-    return _head_samples(trunk, head, images, int(passes)).numpy()
+    from zooflow.models import split_head_dropout
+
+    rate, rest = split_head_dropout(head)
+    masks = dropout_masks(int(trunk.output.shape[-1]), rate, int(passes), seed)
+    return _head_samples(trunk, rest, images, masks).numpy()
 
 
 def sample_posteriors_full_passes(model, images, passes: int) -> np.ndarray:
@@ -78,13 +97,15 @@ def iter_posterior_batches(
     seed: int = 0,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield (id_str, votes, samples) per batch; ``model`` is a saved model's path or the model."""
-    from zooflow.models import split_trunk_head
+    from zooflow.models import split_head_dropout, split_trunk_head
     from zooflow.training import make_dataset
 
     keras.utils.set_random_seed(seed)
     if not isinstance(model, keras.Model):
         model = load_model(model)
     trunk, head = split_trunk_head(model)
+    rate, head_after_dropout = split_head_dropout(head)
+    masks = dropout_masks(int(trunk.output.shape[-1]), rate, int(passes), seed)
     dataset = make_dataset(
         manifests,
         schema,
@@ -96,7 +117,7 @@ def iter_posterior_batches(
         in_order=True,
     )
     for images, votes, id_str in dataset:
-        samples = sample_posteriors(trunk, head, images, passes)
+        samples = _head_samples(trunk, head_after_dropout, images, masks).numpy()
         yield (
             np.char.decode(id_str.numpy().astype(bytes), "utf-8"),
             votes.numpy().astype(np.int64),
@@ -141,7 +162,8 @@ def predict_catalogue(
             "votes", shape=(0, schema.n_answers), maxshape=(None, schema.n_answers), dtype="int64"
         )
         f.create_dataset("label_cols", data=np.array(schema.label_cols, dtype=object), dtype=STRING)
-        f.attrs.update(head=head, passes=passes, schema=schema.name)
+        # "shared": pass t is one dropout mask for every galaxy (joint samples across galaxies).
+        f.attrs.update(head=head, passes=passes, schema=schema.name, dropout_masks="shared")
         for ids_batch, votes, samples in iter_posterior_batches(
             model,
             manifests,

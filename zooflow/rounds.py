@@ -124,6 +124,9 @@ def acquire(
     expected_votes: float = 40,
     question_weights: dict[str, float] | None = None,
     seed: int = 0,
+    information: str = "joint",
+    draws_per_sample: int = 4,
+    epig_targets: int = 200,
 ) -> pd.DataFrame:
     """Score every waiting galaxy with the strategy and pick the top ``n_acquire``.
 
@@ -136,7 +139,13 @@ def acquire(
     from zooflow.acquisition import acquire_scores, top_k
     from zooflow.posteriors import read_predictions
 
-    ids, _, predictions, _ = read_predictions(predictions_path)
+    ids, _, predictions, attrs = read_predictions(predictions_path)
+    if strategy == "epig" and attrs.get("dropout_masks") != "shared":
+        raise ValueError(
+            f"{predictions_path}: EPIG needs samples that are the same network for every galaxy, "
+            "which predictions written before zooflow shared dropout masks are not; "
+            "rerun the prediction (snakemake --forcerun predict)"
+        )
     waiting = set(pd.read_csv(unlabelled_path, dtype={"id_str": str})["id_str"])
     stray = sorted(set(ids) - waiting)
     if stray:
@@ -152,6 +161,9 @@ def acquire(
         question_weights=question_weights or None,
         seed=seed,
         binomial_votes=int(round(expected_votes)),
+        information=information,
+        draws_per_sample=draws_per_sample,
+        epig_targets=epig_targets,
     )
     scores = pd.DataFrame({"id_str": ids, "score": result.scores})
     if result.mutual_information is not None:
