@@ -108,6 +108,7 @@ def run_products(run):
     return [
         f"results/{run}/evaluation/summary.json",
         f"results/{run}/figures/coverage.png",
+        f"results/{run}/figures/pit.png",
         f"results/{run}/figures/posteriors.png",
         f"results/{run}/figures/training.png",
     ]

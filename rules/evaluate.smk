@@ -2,12 +2,16 @@ rule evaluate:
     input:
         predictions="results/{run}/test_predictions.h5",
         truth=truth_table(),
+        # The run's training set, for the training-mean baseline every model must beat.
+        labelled="results/{run}/labelled.csv",
         tree=tree_file(),
-        library=library("metrics", "posteriors", "schema"),
+        library=library("metrics", "calibration", "posteriors", "schema"),
     output:
         regression="results/{run}/evaluation/regression.csv",
+        questions="results/{run}/evaluation/questions.csv",
         coverage="results/{run}/evaluation/coverage.csv",
         confident="results/{run}/evaluation/confident.csv",
+        pit="results/{run}/evaluation/pit.csv",
         summary="results/{run}/evaluation/summary.json",
     log:
         "logs/{run}/evaluate.log",
@@ -20,6 +24,7 @@ rule evaluate:
         min_votes=config["evaluate"]["min_votes"],
         confident_threshold=config["evaluate"]["confident_threshold"],
         binomial_answer=config["train"]["binomial_answer"],
+        seed=config["seed"],
         question_suffix=config["schema"]["question_suffix"],
     script:
         "../scripts/evaluate.py"
@@ -29,6 +34,7 @@ rule plot_run:
     input:
         predictions="results/{run}/test_predictions.h5",
         coverage="results/{run}/evaluation/coverage.csv",
+        pit="results/{run}/evaluation/pit.csv",
         history="results/{run}/history.csv",
         images=f"{DATA}/images.h5",
         tree=tree_file(),
@@ -37,6 +43,12 @@ rule plot_run:
         coverage=report(
             "results/{run}/figures/coverage.png",
             caption="../report/coverage.rst",
+            category="Calibration",
+            subcategory="{run}",
+        ),
+        pit=report(
+            "results/{run}/figures/pit.png",
+            caption="../report/pit.rst",
             category="Calibration",
             subcategory="{run}",
         ),

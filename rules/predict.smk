@@ -35,7 +35,7 @@ rule gather_predictions:
     input:
         parts=prediction_groups,
         tree=tree_file(),
-        library=library("posteriors", "schema"),
+        library=library("posteriors", "calibration", "schema"),
     output:
         predictions="results/{run}/{split}_predictions.h5",
         summary="results/{run}/{split}_posteriors.parquet",

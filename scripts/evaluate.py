@@ -12,7 +12,9 @@ if __name__ == "__main__":
             load_schema(snakemake.input.tree, snakemake.params.question_suffix),
             snakemake.output,
             truth_path=snakemake.input.truth or None,
+            labelled_path=snakemake.input.labelled,
             min_votes=snakemake.params.min_votes,
             confident_threshold=snakemake.params.confident_threshold,
             binomial_answer=snakemake.params.binomial_answer,
+            seed=snakemake.params.seed,
         )

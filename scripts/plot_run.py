@@ -10,6 +10,7 @@ if __name__ == "__main__":
         plot_run(
             predictions_path=snakemake.input.predictions,
             coverage_path=snakemake.input.coverage,
+            pit_path=snakemake.input.pit,
             history_path=snakemake.input.history,
             images_path=snakemake.input.images,
             schema=load_schema(snakemake.input.tree, snakemake.params.question_suffix),

@@ -129,8 +129,8 @@ def test_summary_gives_fractions_intervals_and_p_asked(tiny_survey, tmp_path):
         cols = [f"{c}_fraction" for c in schema.label_cols[question.indices]]
         np.testing.assert_allclose(table[cols].sum(axis=1), 1.0, rtol=1e-6)
     for col in schema.label_cols:
-        assert (table[f"{col}_fraction_lo"] <= table[f"{col}_fraction"] + 1e-9).all()
-        assert (table[f"{col}_fraction"] <= table[f"{col}_fraction_hi"] + 1e-9).all()
+        assert (table[f"{col}_probability_lo"] <= table[f"{col}_fraction"] + 1e-9).all()
+        assert (table[f"{col}_fraction"] <= table[f"{col}_probability_hi"] + 1e-9).all()
     assert (table["smooth-or-featured_p_asked"] == 1.0).all()
     featured = table["smooth-or-featured_featured-or-disk_fraction"]
     np.testing.assert_allclose(table["disk-edge-on_p_asked"], featured, rtol=1e-6)

@@ -24,7 +24,7 @@ def test_the_default_target_makes_every_product(tiny_full_run):
     results = tiny_full_run / "results"
     for split in ("test", "val", "initial", "pool"):
         posteriors = pd.read_parquet(results / "full" / f"{split}_posteriors.parquet")
-        assert "smooth-or-featured_smooth_fraction_hi" in posteriors
+        assert "smooth-or-featured_smooth_probability_hi" in posteriors
     summary = json.loads((results / "full" / "evaluation" / "summary.json").read_text())
     assert summary["n_galaxies"] > 0 and 0 < summary["rmse"] < 1
     for figure in ("coverage", "posteriors", "training"):
@@ -85,6 +85,7 @@ def test_the_report_gathers_every_figure(tiny_full_run):
         names = "\n".join(report.namelist())
     for figure in (
         "coverage.png",
+        "pit.png",
         "posteriors.png",
         "training.png",
         "learning_curves.png",

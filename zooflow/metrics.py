@@ -11,9 +11,21 @@
 - W+22 confident galaxies: accuracy, precision, recall and F1 per question on galaxies where some
   answer's observed fraction exceeds 0.8 and the question was asked of at least half of the
   volunteers.
+- Randomized PIT per answer (:mod:`zooflow.calibration`): the share of observed counts inside the
+  central 90% of their predictive, 90% for an honest model.
+- Per question: RMSE pooled over its answers, against the training set's mean fractions (the
+  baseline any model must beat) and, on the mock survey, against the ceiling.
+
+The ceiling: where the true vote probabilities are known (the mock survey), every metric is
+also computed for the truth itself, scored by the same rule (the truth as the prediction, the
+multinomial of the true probabilities as the predictive). Vote noise keeps even the truth from a
+perfect score: with 5-10 volunteers the observed fraction of a confident galaxy often differs
+from its probability. The gap to the ceiling is what a better model could still gain.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -192,6 +204,81 @@ def confident_table(
     return pd.DataFrame(rows)
 
 
+def question_rmse(
+    predicted: np.ndarray,
+    target: np.ndarray,
+    schema: Schema,
+    answers: list[str] | None = None,
+) -> dict[str, tuple[float, int]]:
+    """RMSE per question pooled over its answers' (galaxy, answer) pairs: {question: (rmse, n)}.
+
+    ``predicted`` and ``target`` are (galaxies, answers) in ``answers`` order (default: every
+    label column); NaN targets are skipped.
+    """
+    answers = answers or schema.label_cols
+    owner = [schema.answer_question_index[schema.label_cols.index(a)] for a in answers]
+    out = {}
+    for j, question in enumerate(schema.questions):
+        cols = [c for c, q in enumerate(owner) if q == j]
+        if not cols:
+            continue
+        rmse, _, n = _rmse_mae(predicted[:, cols], target[:, cols])
+        out[question.name] = (rmse, n)
+    return out
+
+
+def question_table(
+    votes: np.ndarray,
+    predicted: np.ndarray,
+    schema: Schema,
+    *,
+    min_votes: int,
+    baseline: np.ndarray | None = None,
+    truth: np.ndarray | None = None,
+    answers: list[str] | None = None,
+) -> pd.DataFrame:
+    """Per question: model RMSE against observed (and true) fractions, the same for the training
+    mean (``baseline``, one fraction per answer) and, with the truth, the ceiling RMSE of the
+    truth against the observed fractions. Rows follow the tree; galaxies as in
+    :func:`regression_table`."""
+    answers = answers or schema.label_cols
+    index = [schema.label_cols.index(a) for a in answers]
+    observed = observed_fractions(votes, schema, min_votes)[:, index]
+    true_target = None if truth is None else np.where(np.isfinite(observed), truth, np.nan)
+    columns = {"rmse": question_rmse(predicted, observed, schema, answers)}
+    if true_target is not None:
+        columns["rmse_truth"] = question_rmse(predicted, true_target, schema, answers)
+        columns["ceiling_rmse"] = question_rmse(truth, observed, schema, answers)
+    if baseline is not None:
+        constant = np.broadcast_to(np.asarray(baseline, dtype=np.float64), predicted.shape)
+        columns["baseline_rmse"] = question_rmse(constant, observed, schema, answers)
+        if true_target is not None:
+            columns["baseline_rmse_truth"] = question_rmse(constant, true_target, schema, answers)
+    rows = []
+    for question, (_, n) in columns["rmse"].items():
+        row = {"question": question, "n_pairs": n}
+        row.update({name: values[question][0] for name, values in columns.items()})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if {"rmse_truth", "baseline_rmse_truth"} <= set(table.columns):
+        table["rmse_truth_to_baseline"] = table["rmse_truth"] / table["baseline_rmse_truth"]
+    return table
+
+
+def training_mean_fractions(
+    labelled_path, schema: Schema, min_votes: int, answers: list[str] | None = None
+) -> np.ndarray:
+    """Mean observed fraction per answer over the training set (galaxies with at least
+    ``min_votes`` answers to the question): the constant prediction a model must beat."""
+    labelled = pd.read_csv(labelled_path, dtype={"id_str": str})
+    votes = labelled[schema.label_cols].to_numpy(np.float64)
+    fractions = observed_fractions(votes, schema, min_votes)
+    counted = np.isfinite(fractions).sum(axis=0)
+    mean = np.where(counted > 0, np.nansum(fractions, axis=0) / np.maximum(counted, 1), np.nan)
+    answers = answers or schema.label_cols
+    return mean[[schema.label_cols.index(a) for a in answers]]
+
+
 def _classification_scores(truth: np.ndarray, guess: np.ndarray, n_classes: int) -> dict:
     support = np.bincount(truth, minlength=n_classes)
     tp = np.bincount(truth[truth == guess], minlength=n_classes)
@@ -236,18 +323,25 @@ def evaluate_predictions(
     out,
     *,
     truth_path=None,
+    labelled_path=None,
     min_votes: int = 5,
     confident_threshold: float = 0.8,
     binomial_answer: str | None = None,
+    seed: int = 0,
 ) -> dict:
-    """Score a test set's posteriors; write regression, coverage, confident tables and a summary.
+    """Score a test set's posteriors; write the tables and a summary of the headline numbers.
 
-    ``out`` names the paths: ``regression``, ``coverage``, ``confident``, ``summary`` (JSON with
-    the headline numbers: overall RMSE/MAE, against the truth where known, smooth-or-featured
-    accuracy on confident galaxies, and the coverage error at e = 0.2·N).
+    ``out`` names the paths: ``regression`` (per answer), ``questions`` (per question, with the
+    training-mean baseline and the ceiling), ``coverage``, ``confident``, ``pit`` (randomized PIT
+    per answer) and ``summary`` (JSON: overall RMSE/MAE, against the truth where known,
+    smooth-or-featured accuracy on confident galaxies, coverage error at e = 0.2·N, PIT share in
+    the central 90%; with the truth, the same for the truth (``ceiling``) and the model's
+    ``gap_to_ceiling``; with the training set, the training-mean ``baseline``). ``labelled_path``
+    is the run's training set; ``seed`` draws the PIT's uniforms.
     """
     import json
 
+    from zooflow.calibration import answer_pit, pit_summary, pit_table
     from zooflow.posteriors import mean_vote_fractions, read_predictions
 
     ids, votes, predictions, attrs = read_predictions(predictions_path)
@@ -264,34 +358,46 @@ def evaluate_predictions(
         truth = table.loc[list(ids), truth_cols].to_numpy(dtype=np.float64)
 
     if head == "dirichlet":
+        answers = list(schema.label_cols)
         predicted = mean_vote_fractions(predictions, schema)
-        regression = regression_table(votes, predicted, schema, min_votes=min_votes, truth=truth)
         coverage = dirichlet_coverage(votes, predictions, schema, min_votes=min_votes)
         confident = confident_table(votes, predicted, schema, threshold=confident_threshold)
     else:
         answer = binomial_answer or schema.label_cols[0]
-        i = schema.label_cols.index(answer)
+        answers = [answer]
         rho = predictions.reshape(len(ids), -1).astype(np.float64)
         predicted = rho.mean(axis=1, keepdims=True)
-        regression = regression_table(
-            votes,
-            predicted,
-            schema,
-            min_votes=min_votes,
-            truth=None if truth is None else truth[:, [i]],
-            answers=[answer],
-        )
-        n = schema.question_totals(votes)[:, schema.answer_question_index[i]]
-        keep = n >= min_votes
-        coverage = coverage_table(votes[keep, i], n[keep], rho[keep])
-        coverage.insert(0, "answer", answer)
+        coverage = _binomial_coverage(votes, rho, schema, answer, min_votes)
         confident = _binomial_confident(
             votes, rho.mean(axis=1), schema, answer, confident_threshold, 0.5
         )
+    columns = [schema.label_cols.index(a) for a in answers]
+    answer_truth = None if truth is None else truth[:, columns]
+    regression = regression_table(
+        votes, predicted, schema, min_votes=min_votes, truth=answer_truth, answers=answers
+    )
+    baseline = (
+        training_mean_fractions(labelled_path, schema, min_votes, answers)
+        if labelled_path
+        else None
+    )
+    questions = question_table(
+        votes,
+        predicted,
+        schema,
+        min_votes=min_votes,
+        baseline=baseline,
+        truth=answer_truth,
+        answers=answers,
+    )
+    pit = pit_table(
+        answer_pit(
+            votes, predictions, schema, head=head, min_votes=min_votes, answers=answers, seed=seed
+        )
+    )
 
     errors = coverage_error_at(coverage, 0.2)
     overall = regression.set_index("answer").loc["overall"]
-    smooth = confident[confident["question"].str.startswith("smooth-or-featured")]
     summary = {
         "n_galaxies": int(len(ids)),
         "head": head,
@@ -300,18 +406,124 @@ def evaluate_predictions(
         "mae": float(overall["mae"]),
         "rmse_truth": float(overall["rmse_truth"]) if "rmse_truth" in overall else None,
         "mae_truth": float(overall["mae_truth"]) if "mae_truth" in overall else None,
-        "smooth_or_featured_confident_accuracy": (
-            float(smooth["accuracy"].iloc[0]) if len(smooth) and "accuracy" in smooth else None
-        ),
+        **_smooth_accuracy(confident),
+        "coverage_error_at_0.2N_mean": float(errors.mean()) if len(errors) else None,
+        "coverage_error_at_0.2N": {k: float(v) for k, v in errors.items()},
+        "pit_central_90": pit_summary(pit),
+    }
+    if baseline is not None:
+        constant = np.broadcast_to(baseline, predicted.shape)
+        base = (
+            regression_table(
+                votes, constant, schema, min_votes=min_votes, truth=answer_truth, answers=answers
+            )
+            .set_index("answer")
+            .loc["overall"]
+        )
+        summary["baseline"] = {
+            "what": "the training set's mean fraction of every answer",
+            "rmse": float(base["rmse"]),
+            "rmse_truth": float(base["rmse_truth"]) if "rmse_truth" in base else None,
+        }
+    if truth is not None:
+        summary["ceiling"] = _ceiling(
+            votes, truth, schema, answers, min_votes, confident_threshold, head, seed
+        )
+        summary["gap_to_ceiling"] = {
+            "rmse": summary["rmse"] - summary["ceiling"]["rmse"],
+            "smooth_or_featured_confident_accuracy": _difference(
+                summary["ceiling"]["smooth_or_featured_confident_accuracy"],
+                summary["smooth_or_featured_confident_accuracy"],
+            ),
+            "pit_central_90_mean": _difference(
+                summary["ceiling"]["pit_central_90_mean"], summary["pit_central_90"]["mean"]
+            ),
+        }
+    regression.to_csv(out["regression"], index=False)
+    questions.to_csv(out["questions"], index=False)
+    coverage.to_csv(out["coverage"], index=False)
+    confident.to_csv(out["confident"], index=False)
+    pit.to_csv(out["pit"], index=False)
+    Path(out["summary"]).write_text(json.dumps(_strict(summary), indent=2, allow_nan=False))
+    return summary
+
+
+def _difference(a, b):
+    return None if a is None or b is None else float(a) - float(b)
+
+
+def _strict(value):
+    """NaN and infinities as null, so the JSON is valid for every reader."""
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _smooth_accuracy(confident: pd.DataFrame) -> dict:
+    smooth = confident[confident["question"].str.startswith("smooth-or-featured")]
+    accuracy = None
+    if len(smooth) and "accuracy" in smooth and np.isfinite(smooth["accuracy"].iloc[0]):
+        accuracy = float(smooth["accuracy"].iloc[0])
+    return {
+        "smooth_or_featured_confident_accuracy": accuracy,
         "smooth_or_featured_confident_galaxies": int(smooth["n_galaxies"].iloc[0])
         if len(smooth)
         else 0,
-        "coverage_error_at_0.2N_mean": float(errors.mean()) if len(errors) else None,
-        "coverage_error_at_0.2N": {k: float(v) for k, v in errors.items()},
     }
-    regression.to_csv(out["regression"], index=False)
-    coverage.to_csv(out["coverage"], index=False)
-    confident.to_csv(out["confident"], index=False)
-    with open(out["summary"], "w") as f:
-        json.dump(summary, f, indent=2, allow_nan=True)
-    return summary
+
+
+def _binomial_coverage(votes, rho, schema, answer, min_votes) -> pd.DataFrame:
+    i = schema.label_cols.index(answer)
+    n = schema.question_totals(votes)[:, schema.answer_question_index[i]]
+    keep = n >= min_votes
+    coverage = coverage_table(votes[keep, i], n[keep], rho[keep])
+    coverage.insert(0, "answer", answer)
+    return coverage
+
+
+def _ceiling(votes, truth, schema, answers, min_votes, confident_threshold, head, seed) -> dict:
+    """Every headline metric with the true vote probabilities as the prediction."""
+    from zooflow.calibration import answer_pit, pit_summary, pit_table
+
+    columns = [schema.label_cols.index(a) for a in answers]
+    regression = regression_table(
+        votes, truth[:, columns], schema, min_votes=min_votes, answers=answers
+    ).set_index("answer")
+    if head == "dirichlet":
+        confident = confident_table(votes, truth, schema, threshold=confident_threshold)
+    else:
+        confident = _binomial_confident(
+            votes, truth[:, columns[0]], schema, answers[0], confident_threshold, 0.5
+        )
+    frames = [
+        _binomial_coverage(votes, truth[:, [i]], schema, a, min_votes)
+        for a, i in zip(answers, columns, strict=True)
+    ]
+    errors = coverage_error_at(pd.concat(frames, ignore_index=True), 0.2)
+    pit = {}
+    for answer, i in zip(answers, columns, strict=True):
+        pit.update(
+            answer_pit(
+                votes,
+                truth[:, [i]],
+                schema,
+                head="binomial",
+                min_votes=min_votes,
+                answers=[answer],
+                seed=seed,
+            )
+        )
+    return {
+        "what": "the true vote probabilities scored by the same rules (mock survey)",
+        "rmse": float(regression.loc["overall", "rmse"]),
+        "mae": float(regression.loc["overall", "mae"]),
+        "smooth_or_featured_confident_accuracy": _smooth_accuracy(confident)[
+            "smooth_or_featured_confident_accuracy"
+        ],
+        "coverage_error_at_0.2N_mean": float(errors.mean()) if len(errors) else None,
+        "pit_central_90_mean": pit_summary(pit_table(pit))["mean"],
+    }

@@ -48,6 +48,43 @@ def plot_coverage(coverage: pd.DataFrame, out_path: str | Path) -> None:
     plt.close(fig)
 
 
+def plot_pit(pit: pd.DataFrame, schema: Schema, out_path: str | Path) -> None:
+    """Randomized PIT histograms, one panel per question (its answers pooled), with each
+    answer's share of counts inside the central 90% of its predictive in the legend.
+
+    Flat is honest; a U shape means predictives too narrow (over-confident), a hump too wide.
+    """
+    bins = [c for c in pit.columns if c.startswith("bin_")]
+    owner = {col: q.name for q in schema.questions for col in schema.label_cols[q.indices]}
+    scored = pit[pit["n_counts"] > 0].assign(question=lambda t: t["answer"].map(owner))
+    questions = [q for q in schema.question_names if q in set(scored["question"])]
+    ncols = min(5, max(len(questions), 1))
+    nrows = max(1, int(np.ceil(len(questions) / ncols)))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 2.6 * nrows), squeeze=False)
+    centres = (np.arange(len(bins)) + 0.5) / len(bins)
+    for ax, question in zip(axes.flat, questions, strict=False):
+        rows = scored[scored["question"] == question]
+        counts = rows[bins].sum(axis=0).to_numpy(float)
+        ax.bar(centres, counts / counts.sum() * len(bins), width=1 / len(bins), color="tab:blue")
+        ax.axhline(1.0, color="k", lw=1, ls="--")
+        for _, row in rows.iterrows():
+            ax.plot(
+                [], [], " ", label=f"{row['answer'].rpartition('_')[2]}: {row['central_share']:.0%}"
+            )
+        ax.set_title(question, fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.legend(fontsize=6, title="in central 90%", title_fontsize=6, loc="upper center")
+    for ax in list(axes.flat)[len(questions) :]:
+        ax.axis("off")
+    if not questions:
+        axes[0, 0].text(0.5, 0.5, "no answer had enough votes to score", ha="center")
+    fig.supxlabel("PIT of the observed count under its predictive")
+    fig.supylabel("density")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+
+
 def _plain(answer: str) -> str:
     question, _, choice = answer.rpartition("_")
     for suffix in ("-dr5", "-gz2", "-dr8", "-dr12"):
@@ -163,6 +200,7 @@ def plot_run(
     *,
     predictions_path: str | Path,
     coverage_path: str | Path,
+    pit_path: str | Path,
     history_path: str | Path,
     images_path: str | Path,
     schema: Schema,
@@ -170,11 +208,12 @@ def plot_run(
     binomial_answer: str = "smooth-or-featured_smooth",
     seed: int = 0,
 ) -> None:
-    """Every figure of one run: ``out`` names coverage, posteriors and training paths."""
+    """Every figure of one run: ``out`` names coverage, pit, posteriors and training paths."""
     from zooflow.posteriors import read_predictions
 
     ids, votes, predictions, attrs = read_predictions(predictions_path)
     plot_coverage(pd.read_csv(coverage_path), out["coverage"])
+    plot_pit(pd.read_csv(pit_path), schema, out["pit"])
     plot_training(pd.read_csv(history_path), out["training"])
     with h5py.File(images_path, "r") as f:
         index = {s: n for n, s in enumerate(f["id_str"].asstr()[:])}
