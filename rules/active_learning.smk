@@ -96,7 +96,7 @@ rule learning_curves:
         evaluations=lambda wildcards: expand(
             "results/{run}/evaluation/{table}",
             run=al_runs(),
-            table=["summary.json", "regression.csv"],
+            table=["summary.json", "regression.csv", "questions.csv"],
         ),
         histories=lambda wildcards: expand("results/{run}/history.csv", run=al_runs()),
         labelled=lambda wildcards: expand("results/{run}/labelled.csv", run=al_runs()),
@@ -107,7 +107,7 @@ rule learning_curves:
         ],
         catalogue=f"{DATA}/catalogue.parquet",
         tree=tree_file(),
-        library=library("rounds", "plots", "schema"),
+        library=library("study", "plots", "schema"),
     output:
         curves="results/al/learning_curves.csv",
         saved="results/al/labels_saved.json",
@@ -134,6 +134,7 @@ rule learning_curves:
         "../envs/report.yaml"
     params:
         runs=lambda wildcards: [f"results/{run}" for run in al_runs()],
+        baseline=config["active_learning"]["baseline"],
         question_suffix=config["schema"]["question_suffix"],
     script:
         "../scripts/learning_curves.py"

@@ -80,8 +80,9 @@ def shards(split):
 
 
 def predicted_splits(run):
-    """The supervised run predicts every galaxy; a round its test set and its waiting pool."""
-    return ["test", "pool"] if run.startswith("al/") else SPLITS
+    """The supervised run predicts every galaxy; a round its test set, its waiting pool and the
+    validation split (which calibrates it)."""
+    return ["test", "val", "pool"] if run.startswith("al/") else SPLITS
 
 
 def prediction_inputs(wildcards):
@@ -115,9 +116,21 @@ def run_products(run):
 
 
 def run_seed(wildcards):
-    """Active-learning repeats differ by seed; the supervised run uses the global seed."""
+    """Active-learning repeats differ by seed; the supervised run uses train.seed if set, else
+    the global seed (which also draws the survey and its splits)."""
     match = re.search(r"seed_(\d+)", wildcards.run)
-    return int(match.group(1)) if match else config["seed"]
+    if match:
+        return int(match.group(1))
+    return (
+        config["train"]["seed"]
+        if config["train"]["seed"] is not None
+        else config["seed"]
+    )
+
+
+def training_settings():
+    """The `train:` settings a training reads (its seed travels separately, as `seed`)."""
+    return {key: value for key, value in config["train"].items() if key != "seed"}
 
 
 def round_dir(wildcards, round_offset=0):

@@ -31,9 +31,35 @@ rule predict:
         "../scripts/predict.py"
 
 
+# One temperature per question, fitted on the validation split's predictions and applied when
+# the shard groups are gathered: post-hoc calibration, kept beside the model.
+rule calibrate:
+    input:
+        parts=prediction_groups,
+        tree=tree_file(),
+        library=library("calibration", "posteriors", "schema"),
+    output:
+        calibration="results/{run}/calibration.json",
+    log:
+        "logs/{run}/calibrate.log",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        enabled=config["predict"]["calibrate"],
+        min_votes=config["evaluate"]["min_votes"],
+        seed=config["seed"],
+        question_suffix=config["schema"]["question_suffix"],
+    script:
+        "../scripts/calibrate.py"
+
+
 rule gather_predictions:
     input:
         parts=prediction_groups,
+        calibration="results/{run}/calibration.json",
         tree=tree_file(),
         library=library("posteriors", "calibration", "schema"),
     output:

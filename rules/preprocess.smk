@@ -17,6 +17,6 @@ rule preprocess:
     params:
         image_size=config["preprocess"]["image_size"],
         crop_fraction=config["preprocess"]["crop_fraction"],
-        greyscale=config["preprocess"]["greyscale"],
+        greyscale=config["preprocess"]["channels"] == "grey",
     script:
         "../scripts/preprocess.py"

@@ -1,8 +1,8 @@
 """Snakemake entry point: learning curves per strategy, labels saved, what each strategy picked."""
 
-from zooflow.rounds import summarise_rounds
 from zooflow.runlog import log_to
 from zooflow.schema import load_schema
+from zooflow.study import summarise_rounds
 
 # Guarded: process pools that spawn workers re-import this file as their main module.
 if __name__ == "__main__":
@@ -12,4 +12,5 @@ if __name__ == "__main__":
             snakemake.input.catalogue,
             load_schema(snakemake.input.tree, snakemake.params.question_suffix),
             snakemake.output,
+            baseline=snakemake.params.baseline,
         )

@@ -98,12 +98,13 @@ def test_a_temperature_per_question_undoes_a_known_over_confidence(tree):
     assert share == pytest.approx(0.9, abs=0.02)
 
 
-def test_a_question_nobody_was_asked_keeps_its_temperature(tree):
-    votes = np.array([[5, 0, 0, 0, 0], [4, 0, 1, 0, 0]])
-    fitted = fit_temperatures(votes, np.full((2, tree.n_answers, 3), 2.0), tree)
+def test_too_few_galaxies_answering_a_question_keep_its_temperature(tree):
+    votes = np.array([[5, 0, 0, 0, 0], [4, 1, 0, 1, 0]] * 15)
+    fitted = fit_temperatures(votes, np.full((30, tree.n_answers, 3), 2.0), tree)
     assert fitted["bar"] == {
         "temperature": 1.0,
-        "n_galaxies": 0,
+        "n_galaxies": 15,
         "log_likelihood_before": 0.0,
         "log_likelihood_after": 0.0,
     }
+    assert fitted["shape"]["n_galaxies"] == 30 and fitted["shape"]["temperature"] != 1.0

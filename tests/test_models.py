@@ -205,6 +205,38 @@ def test_augmentation_layer_is_identity_at_inference_and_random_in_training():
     np.testing.assert_array_equal(cropping(x, training=False).numpy(), x)
 
 
+def test_shifts_zoom_and_brightness_keep_the_galaxy_and_survive_saving(tmp_path):
+    x = images(4)
+    for option in ({"shift": 0.1}, {"zoom": 0.15}, {"brightness": 0.1}):
+        augmentation = GalaxyAugmentation(seed=3, **option)
+        np.testing.assert_array_equal(augmentation(x, training=False).numpy(), x)
+        plain = GalaxyAugmentation(seed=3)(x, training=True).numpy()
+        out = augmentation(x, training=True).numpy()
+        assert out.shape == x.shape and not np.allclose(out, plain)
+        if "brightness" in option:  # a uniform offset within +-0.1 of the 0-255 range
+            assert np.abs(out.mean() - plain.mean()) <= 0.1 * 255 + 1e-3
+    with pytest.raises(ValueError, match="shift"):
+        GalaxyAugmentation(shift=0.6)
+    model = build_model(
+        "compact_cnn",
+        input_shape=(SIDE, SIDE, 3),
+        head="dirichlet",
+        n_answers=34,
+        augmentation={"shift": 0.05, "zoom": 0.1, "brightness": 0.05},
+        seed=1,
+    )
+    model.save(tmp_path / "compact.keras")
+    reloaded = keras.models.load_model(tmp_path / "compact.keras")
+    layer = split_trunk_head(reloaded)[0].get_layer("augmentation")
+    assert (layer.shift, layer.zoom, layer.brightness) == (0.05, 0.1, 0.05)
+    x3 = images(2, 3)
+    no_dropout = split_trunk_head(reloaded)
+    np.testing.assert_allclose(
+        no_dropout[0](x3).numpy(), split_trunk_head(model)[0](x3).numpy(), rtol=1e-6
+    )
+    assert split_trunk_head(model)[0].output_shape == (None, 256)
+
+
 def test_random_crop_picks_a_window_per_image_and_resizes_back():
     keras.utils.set_random_seed(0)
     width = 33
@@ -322,7 +354,7 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
 
 
 def test_registry_and_bad_arguments():
-    assert set(MODELS) == {"w20_cnn", "efficientnet_b0"}
+    assert set(MODELS) == {"w20_cnn", "compact_cnn", "efficientnet_b0"}
     with pytest.raises(ValueError, match=r"unknown model 'resnet'.*efficientnet_b0.*w20_cnn"):
         build_model("resnet", input_shape=(SIDE, SIDE, 1), head="dirichlet", n_answers=34)
     with pytest.raises(ValueError, match=r"unknown head 'beta'"):

@@ -7,16 +7,13 @@ import pytest
 
 from zooflow.plots import gallery_picks
 from zooflow.posteriors import STRING
-from zooflow.rounds import (
-    acquire,
+from zooflow.rounds import acquire, reveal, share_first_round, start_rounds
+from zooflow.study import (
     collect_learning_curves,
     labels_needed,
     labels_saved,
     labels_saved_by_budget,
     labels_saved_by_strategy,
-    reveal,
-    share_first_round,
-    start_rounds,
 )
 
 
@@ -351,3 +348,85 @@ def test_learning_curves_read_each_rounds_folder(tmp_path):
     assert curves.loc[curves["round"] == 1, "n_acquired"].tolist() == [5, 5]
     assert curves["loss"].tolist() == [3.5] * 4
     assert curves["rmse_bar"].tolist() == [0.2] * 4
+
+
+def _independent_labels_needed(n, metric, target):
+    """First crossing of ``target`` by the piecewise-linear curve, with numpy's interp."""
+    if metric[0] <= target:
+        return n[0]
+    for i in range(1, len(metric)):
+        if metric[i] <= target:
+            return float(np.interp(target, [metric[i], metric[i - 1]], [n[i], n[i - 1]]))
+    return np.nan
+
+
+def test_labels_saved_interval_resamples_seeds_and_each_seed_has_its_own_saving():
+    import itertools
+    from math import factorial
+
+    n = np.array([100.0, 200.0, 300.0, 400.0])
+    bald = {1: [0.30, 0.20, 0.17, 0.15], 2: [0.30, 0.26, 0.22, 0.19], 3: [0.31, 0.25, 0.20, 0.16]}
+    rand = {1: [0.30, 0.27, 0.23, 0.21], 2: [0.30, 0.28, 0.24, 0.20], 3: [0.31, 0.26, 0.22, 0.19]}
+    rows = [
+        dict(strategy=s, seed=seed, round=r, n_labelled=n[r], rmse=curve[seed][r])
+        for s, curve in (("bald", bald), ("random", rand))
+        for seed in (1, 2, 3)
+        for r in range(4)
+    ]
+    saved = labels_saved(pd.DataFrame(rows), n_bootstrap=4000)["rmse"]
+
+    def saving(seeds):
+        ours = np.mean([bald[s] for s in seeds], axis=0)
+        theirs = np.mean([rand[s] for s in seeds], axis=0)
+        needed = _independent_labels_needed(n, ours, theirs[-1])
+        return 1 - needed / 400 if np.isfinite(needed) else -np.inf
+
+    assert saved["labels_saved"] == pytest.approx(saving([1, 2, 3]))
+    for seed in (1, 2, 3):
+        assert saved["labels_saved_per_seed"][str(seed)] == pytest.approx(saving([seed]))
+    # The exact bootstrap distribution: every multiset of three seeds, with its probability.
+    atoms = {}
+    for draw in itertools.combinations_with_replacement((1, 2, 3), 3):
+        counts = [draw.count(s) for s in (1, 2, 3)]
+        probability = factorial(3) / np.prod([factorial(c) for c in counts]) / 27
+        value = saving(list(draw))
+        atoms[value] = atoms.get(value, 0) + probability
+    values = np.array(sorted(atoms))
+    cdf = np.cumsum([atoms[v] for v in values])
+
+    def plausible(bound, level):
+        """An atom whose CDF step spans ``level`` (within the resampling noise)."""
+        i = int(np.flatnonzero(np.isclose(values, bound))[0])
+        below = cdf[i - 1] if i else 0.0
+        return below - 0.02 <= level <= cdf[i] + 0.02
+
+    low, high = saved["labels_saved_interval"]
+    assert plausible(low, 0.05) and plausible(high, 0.95)
+    assert low < saved["labels_saved"] < high
+    assert "bootstrap interval over 3 seeds" in saved["interval_note"]
+
+
+def test_one_seed_has_no_interval_and_an_interval_through_zero_says_so():
+    rows = []
+    for seed, late in ((1, 0.0), (2, 0.06)):
+        for r, (bald, rand) in enumerate([(0.30, 0.30), (0.26, 0.25), (0.20, 0.21)]):
+            rows.append(
+                dict(
+                    strategy="bald",
+                    seed=seed,
+                    round=r,
+                    n_labelled=100 * (r + 1),
+                    rmse=bald + late * (r > 0),
+                )
+            )
+            rows.append(
+                dict(strategy="random", seed=seed, round=r, n_labelled=100 * (r + 1), rmse=rand)
+            )
+    curves = pd.DataFrame(rows)
+    single = labels_saved(curves[curves["seed"] == 1])["rmse"]
+    assert single["labels_saved_interval"] is None
+    assert single["interval_note"] == "one seed: no interval over seeds"
+    both = labels_saved(curves)["rmse"]
+    assert both["labels_saved_per_seed"]["2"] != both["labels_saved_per_seed"]["2"]  # never: NaN
+    assert both["labels_saved_interval"][0] is None  # some resamples never reach random
+    assert "no saving is established" in both["interval_note"]

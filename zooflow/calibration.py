@@ -179,13 +179,24 @@ def _question_log_likelihood(alpha: np.ndarray, counts: np.ndarray) -> float:
     return float((logsumexp(log_dm, axis=1) - np.log(alpha.shape[2])).sum())
 
 
+# Fewer validation galaxies than this answering a question leave its τ at 1: a handful of
+# galaxies would push τ to whichever bound fits their few counts.
+MIN_CALIBRATION_GALAXIES = 20
+
+
 def fit_temperatures(
-    votes: np.ndarray, concentrations: np.ndarray, schema: Schema, *, min_votes: int = 1
+    votes: np.ndarray,
+    concentrations: np.ndarray,
+    schema: Schema,
+    *,
+    min_votes: int = 1,
+    min_galaxies: int = MIN_CALIBRATION_GALAXIES,
 ) -> dict[str, dict[str, float]]:
     """τ_q maximising the validation likelihood of each question's votes, with its evidence.
 
     Returns {question: {temperature, n_galaxies, log_likelihood_before, log_likelihood_after}};
-    a question asked of no validation galaxy keeps τ = 1.
+    a question answered by at least ``min_votes`` volunteers in fewer than ``min_galaxies``
+    validation galaxies keeps τ = 1.
     """
     votes = np.asarray(votes, dtype=np.float64)
     alpha = np.asarray(concentrations, dtype=np.float64)
@@ -195,10 +206,10 @@ def fit_temperatures(
         keep = totals[:, j] >= max(min_votes, 1)
         counts = votes[keep][:, question.indices]
         block = alpha[keep][:, question.indices, :]
-        if not keep.any():
+        if keep.sum() < max(min_galaxies, 1):
             fitted[question.name] = {
                 "temperature": 1.0,
-                "n_galaxies": 0,
+                "n_galaxies": int(keep.sum()),
                 "log_likelihood_before": 0.0,
                 "log_likelihood_after": 0.0,
             }
@@ -226,8 +237,57 @@ def fit_temperatures(
     return fitted
 
 
-def write_calibration(path: str | Path, fitted: dict[str, dict[str, float]]) -> None:
-    Path(path).write_text(json.dumps({"temperatures": fitted}, indent=2, allow_nan=False))
+def calibrate_run(
+    validation_parts: list[str | Path],
+    out_path: str | Path,
+    schema: Schema,
+    *,
+    enabled: bool = True,
+    min_votes: int = 5,
+    seed: int = 0,
+) -> dict:
+    """Fit one temperature per question on a run's validation predictions; write the JSON.
+
+    ``validation_parts`` are the validation split's prediction files (one per shard group).
+    The file records each question's τ with its evidence and the validation PIT share in the
+    central 90% before and after (fitted on the same galaxies, so the test set's evaluation is
+    the honest check). With ``enabled`` False, or for the binomial head, every τ is 1.
+    """
+    from zooflow.posteriors import read_predictions
+
+    parts = [read_predictions(p) for p in validation_parts]
+    votes = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, schema.n_answers))
+    predictions = np.concatenate([p[2] for p in parts]) if parts else None
+    head = str(parts[0][3].get("head", "dirichlet")) if parts else "dirichlet"
+    if enabled and head == "dirichlet" and predictions is not None and len(votes):
+        fitted = fit_temperatures(votes, predictions, schema, min_votes=min_votes)
+    else:
+        fitted = {
+            q.name: {
+                "temperature": 1.0,
+                "n_galaxies": 0,
+                "log_likelihood_before": 0.0,
+                "log_likelihood_after": 0.0,
+            }
+            for q in schema.questions
+        }
+    record = {"enabled": bool(enabled and head == "dirichlet"), "temperatures": fitted}
+    if head == "dirichlet" and predictions is not None and len(votes):
+        temperatures = {q: v["temperature"] for q, v in fitted.items()}
+        before = answer_pit(votes, predictions, schema, min_votes=min_votes, seed=seed)
+        after = answer_pit(
+            votes,
+            apply_temperatures(predictions, schema, temperatures),
+            schema,
+            min_votes=min_votes,
+            seed=seed,
+        )
+        record["validation_pit_central_90"] = {
+            "before": pit_summary(pit_table(before)),
+            "after": pit_summary(pit_table(after)),
+        }
+    Path(out_path).write_text(json.dumps(record, indent=2, allow_nan=False))
+    return record
 
 
 def read_temperatures(path: str | Path | None) -> dict[str, float]:

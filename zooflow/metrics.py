@@ -396,6 +396,7 @@ def evaluate_predictions(
         )
     )
 
+    temperatures = json.loads(str(attrs.get("temperatures", "") or "{}"))
     errors = coverage_error_at(coverage, 0.2)
     overall = regression.set_index("answer").loc["overall"]
     summary = {
@@ -411,6 +412,15 @@ def evaluate_predictions(
         "coverage_error_at_0.2N": {k: float(v) for k, v in errors.items()},
         "pit_central_90": pit_summary(pit),
     }
+    if head == "dirichlet" and any(t != 1.0 for t in temperatures.values()):
+        # The same test counts before the run's calibration: the concentrations times τ.
+        from zooflow.calibration import apply_temperatures
+
+        raw = apply_temperatures(predictions, schema, {q: 1.0 / t for q, t in temperatures.items()})
+        summary["temperatures"] = temperatures
+        summary["pit_central_90_uncalibrated"] = pit_summary(
+            pit_table(answer_pit(votes, raw, schema, min_votes=min_votes, seed=seed))
+        )
     if baseline is not None:
         constant = np.broadcast_to(baseline, predicted.shape)
         base = (

@@ -269,9 +269,11 @@ def plot_learning_curves(curves: pd.DataFrame, saved: Mapping, out_path: str | P
                 hi=(metric, "max"),
             )
             ax.plot(stats_["n"], stats_["mean"], marker="o", ms=3, label=strategy)
+            # Band: the range over seeds.
             ax.fill_between(stats_["n"], stats_["lo"], stats_["hi"], alpha=0.2)
         savings = [
             f"{strategy} {100 * by_metric[metric]['labels_saved']:.0f}%"
+            + _interval_text(by_metric[metric].get("labels_saved_interval"))
             for strategy, by_metric in saved.items()
             if np.isfinite(by_metric.get(metric, {}).get("labels_saved", np.nan))
         ]
@@ -284,6 +286,14 @@ def plot_learning_curves(curves: pd.DataFrame, saved: Mapping, out_path: str | P
     fig.tight_layout()
     fig.savefig(out_path, dpi=120)
     plt.close(fig)
+
+
+def _interval_text(interval) -> str:
+    """' [lo%, hi%]' for a bootstrap interval; a bound of None (never reached) shows as '-'."""
+    if not interval:
+        return ""
+    lo, hi = (("-" if v is None else f"{100 * v:.0f}%") for v in interval)
+    return f" [{lo}, {hi}]"
 
 
 def plot_savings_by_budget(by_budget: pd.DataFrame, out_path: str | Path) -> None:

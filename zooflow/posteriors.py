@@ -39,9 +39,23 @@ def read_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def gather_predictions(
-    parts: Sequence[str | Path], out_path: str | Path, *, block: int = 4096
+    parts: Sequence[str | Path],
+    out_path: str | Path,
+    *,
+    temperatures: dict[str, float] | None = None,
+    schema: Schema | None = None,
+    block: int = 4096,
 ) -> int:
-    """Concatenate shard-group prediction files (written by parallel jobs) into one."""
+    """Concatenate shard-group prediction files (written by parallel jobs) into one.
+
+    ``temperatures`` ({question: τ}, with ``schema``) calibrates Dirichlet concentrations on the
+    way (:func:`zooflow.calibration.apply_temperatures`); the file's ``temperatures`` attribute
+    records them (JSON), so the raw concentrations are τ times those stored.
+    """
+    import json
+
+    from zooflow.calibration import apply_temperatures
+
     out_path = Path(out_path)
     tmp = out_path.with_name(out_path.name + ".tmp")
     count = 0
@@ -63,12 +77,21 @@ def gather_predictions(
                     out.create_dataset("id_str", shape=(0,), maxshape=(None,), dtype=STRING)
                     out.create_dataset("label_cols", data=f["label_cols"][:], dtype=STRING)
                     out.attrs.update(dict(f.attrs))
+                    calibrate = (
+                        bool(temperatures)
+                        and schema is not None
+                        and str(f.attrs.get("head", "dirichlet")) == "dirichlet"
+                    )
+                    out.attrs["temperatures"] = json.dumps(temperatures if calibrate else {})
                 for name in ("predictions", "votes", "id_str"):
                     out[name].resize(count + n, axis=0)
                     # Block by block, so memory stays flat however large the catalogue.
                     for start in range(0, n, block):
                         stop = min(start + block, n)
-                        out[name][count + start : count + stop] = f[name][start:stop]
+                        values = f[name][start:stop]
+                        if name == "predictions" and calibrate:
+                            values = apply_temperatures(values, schema, temperatures)
+                        out[name][count + start : count + stop] = values
                 count += n
     tmp.replace(out_path)
     return count
@@ -225,10 +248,19 @@ def gather_and_summarise(
     schema: Schema,
     *,
     binomial_answer: str | None = None,
+    calibration_path: str | Path | None = None,
     seed: int = 0,
 ) -> int:
-    """Join shard-group predictions into one file and write its per-galaxy summary."""
-    count = gather_predictions(parts, predictions_path)
+    """Join shard-group predictions into one file, calibrated by the run's temperatures
+    (``calibration_path``, see :mod:`zooflow.calibration`), and write its per-galaxy summary."""
+    from zooflow.calibration import read_temperatures
+
+    count = gather_predictions(
+        parts,
+        predictions_path,
+        temperatures=read_temperatures(calibration_path),
+        schema=schema,
+    )
     write_summary(
         predictions_path, summary_path, schema, binomial_answer=binomial_answer, seed=seed
     )

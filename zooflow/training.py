@@ -52,6 +52,12 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     dropout_rate: float | None = None
     augment: bool = True
+    augment_shift: float = 0.0
+    augment_zoom: float = 0.0
+    augment_brightness: float = 0.0
+    warmup_epochs: int = 0
+    lr_patience: int = 0
+    lr_factor: float = 0.3
     weights_path: str = ""
     shuffle_buffer: int = 2048
     cache: bool = True
@@ -66,6 +72,16 @@ class TrainingConfig:
         for name in ("batch_size", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be at least 1")
+        if not 0.0 < self.lr_factor < 1.0:
+            raise ValueError(f"train.lr_factor must be in (0, 1), not {self.lr_factor}")
+
+    @property
+    def augmentation(self) -> dict[str, float]:
+        return {
+            "shift": self.augment_shift,
+            "zoom": self.augment_zoom,
+            "brightness": self.augment_brightness,
+        }
 
 
 def configure_tensorflow(seed: int, deterministic: bool, device: str = "auto"):
@@ -268,6 +284,7 @@ def build_training_model(config: TrainingConfig, schema: Schema, input_shape, se
         n_answers=schema.n_answers,
         dropout_rate=config.dropout_rate,
         augment=config.augment,
+        augmentation=config.augmentation,
         weights_path=config.weights_path or None,
         seed=seed,
     )
@@ -360,6 +377,7 @@ def train_model(
     callbacks = [
         keras.callbacks.BackupAndRestore(str(state_dir / "backup"), delete_checkpoint=True),
         nan_guard,
+        *learning_rate_schedule(config),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
         checkpoint,
         keras.callbacks.CSVLogger(str(csv_log), append=True),
@@ -393,6 +411,44 @@ def train_model(
     )
     shutil.rmtree(state_dir, ignore_errors=True)
     return history
+
+
+class WarmUp(keras.callbacks.Callback):
+    """Raise the learning rate linearly to its target over the first ``epochs`` epochs.
+
+    Adam's early steps on a freshly initialised network are its largest; a short ramp keeps
+    them from throwing the concentrations into the flat region they then take epochs to leave.
+    Leaves the rate alone afterwards, so a plateau schedule can lower it.
+    """
+
+    def __init__(self, epochs: int, target: float) -> None:
+        super().__init__()
+        self.epochs, self.target = int(epochs), float(target)
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        if epoch <= self.epochs:
+            rate = self.target * min(1.0, (epoch + 1) / (self.epochs + 1))
+            self.model.optimizer.learning_rate.assign(rate)
+
+
+def learning_rate_schedule(config: TrainingConfig) -> list[keras.callbacks.Callback]:
+    """Warm-up over ``warmup_epochs``, then the rate times ``lr_factor`` whenever the validation
+    loss has not improved for ``lr_patience`` epochs (down to 1/100 of the start); early
+    stopping (``patience``, longer) then ends training, not the epoch cap."""
+    callbacks: list[keras.callbacks.Callback] = []
+    if config.warmup_epochs > 0:
+        callbacks.append(WarmUp(config.warmup_epochs, config.learning_rate))
+    if config.lr_patience > 0:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=config.lr_factor,
+                patience=config.lr_patience,
+                min_lr=config.learning_rate / 100,
+                verbose=1,
+            )
+        )
+    return callbacks
 
 
 class _NaNGuard(keras.callbacks.TerminateOnNaN):
