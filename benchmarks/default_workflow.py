@@ -30,6 +30,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import print_study  # noqa: E402
+
 PARTS = ("Snakefile", "rules", "scripts", "config", "envs", "zooflow", "report")
 GOAL_MINUTES = 15.0
 
@@ -103,46 +106,7 @@ def main() -> None:
         print(
             f"RMSE vs observed fractions {summary['rmse']:.3f}, vs true {summary['rmse_truth']:.3f}"
         )
-    curves_path = results / "al" / "learning_curves.csv"
-    if curves_path.exists():
-        import pandas as pd
-
-        curves = pd.read_csv(curves_path)
-        seeds = ", ".join(map(str, sorted(curves["seed"].unique())))
-        columns = ["n_labelled", "rmse", "rmse_truth", "rmse_smooth-or-featured", "rmse_bar"]
-        mean = curves.groupby(["strategy", "round"])[columns].mean()
-        print(f"learning curves, mean over seeds {seeds}:")
-        print(mean.round(4).to_string())
-    saved_path = results / "al" / "labels_saved.json"
-    if saved_path.exists():
-        for strategy, by_metric in json.loads(saved_path.read_text()).items():
-            for numbers in by_metric.values():
-                print(
-                    f"labels saved by {strategy} ({numbers['description']}, "
-                    f"{numbers['seeds']} seed(s)): {100 * numbers['labels_saved']:.0f}% of all "
-                    f"labels, {100 * numbers['acquired_labels_saved']:.0f}% of acquired labels "
-                    f"(goal >= 35%)" + (f"; {numbers['note']}" if numbers.get("note") else "")
-                )
-    by_budget_path = results / "al" / "labels_saved_by_budget.csv"
-    if by_budget_path.exists():
-        import pandas as pd
-
-        by_budget = pd.read_csv(by_budget_path)
-
-        def saved(row: pd.Series) -> str:
-            if pd.isna(row["labels_saved"]):  # "-": random had not improved yet
-                return "never" if row["baseline_improved"] else "-"
-            return f"{100 * row['labels_saved']:.0f}% / {100 * row['acquired_labels_saved']:.0f}%"
-
-        # "all / acquired": the saving as a share of all labels and of the acquired ones.
-        by_budget["saved"] = by_budget.apply(saved, axis=1)
-        table = by_budget.set_index(["strategy", "stop_round", "random_labels"])
-        table = table.pivot(columns="metric", values="saved")
-        print(
-            "labels saved (all / acquired labels) had the study stopped after each round "
-            "(never: not reached; -: random had not improved on round 0):"
-        )
-        print(table.to_string())
+    print_study(results)
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
 

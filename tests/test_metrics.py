@@ -349,6 +349,20 @@ def test_every_summary_field_by_hand(tmp_path):
     assert questions.loc["bar", "rmse_truth_to_baseline"] == pytest.approx(
         np.sqrt(np.mean(bar_truth**2)) / np.sqrt(np.mean(base_bar_truth**2))
     )
+    # Test NLL: −ln of the mixture over passes of the whole tree's Dirichlet-multinomial.
+    nll = []
+    for g in range(5):
+        per_pass = []
+        for t in range(2):
+            p = 1.0
+            for q in (slice(0, 2), slice(2, 4)):
+                if votes[g, q].sum() > 0:
+                    p *= stats.dirichlet_multinomial.pmf(
+                        votes[g, q], concentrations[g, q, t], votes[g, q].sum()
+                    )
+            per_pass.append(p)
+        nll.append(-np.log(np.mean(per_pass)))
+    assert summary["test_nll"] == pytest.approx(np.mean(nll))
     assert json_is_strict(out["summary"])
 
 

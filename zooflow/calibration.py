@@ -136,18 +136,35 @@ def pit_table(pit: dict[str, np.ndarray], central: float = CENTRAL) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
+# Answers with fewer counts than this are too few to judge one by one: the share of 30 honest
+# counts inside their central 90% scatters by ±5 points.
+WELL_SAMPLED_COUNTS = 100
+
+
 def pit_summary(table: pd.DataFrame) -> dict:
-    """Mean, pooled and worst share of counts inside the central interval."""
+    """Mean, pooled and worst share of counts inside the central interval; the worst also among
+    answers with at least ``WELL_SAMPLED_COUNTS`` counts."""
     scored = table[table["n_counts"] > 0]
     if scored.empty:
-        return {"mean": None, "pooled": None, "min": None, "min_answer": None}
+        return {
+            "mean": None,
+            "pooled": None,
+            "min": None,
+            "min_answer": None,
+            "min_well_sampled": None,
+            "min_well_sampled_answer": None,
+        }
     worst = scored.loc[scored["central_share"].idxmin()]
     pooled = (scored["central_share"] * scored["n_counts"]).sum() / scored["n_counts"].sum()
+    many = scored[scored["n_counts"] >= WELL_SAMPLED_COUNTS]
+    worst_many = many.loc[many["central_share"].idxmin()] if len(many) else None
     return {
         "mean": float(scored["central_share"].mean()),
         "pooled": float(pooled),
         "min": float(worst["central_share"]),
         "min_answer": str(worst["answer"]),
+        "min_well_sampled": None if worst_many is None else float(worst_many["central_share"]),
+        "min_well_sampled_answer": None if worst_many is None else str(worst_many["answer"]),
     }
 
 

@@ -15,6 +15,8 @@
   central 90% of their predictive, 90% for an honest model.
 - Per question: RMSE pooled over its answers, against the training set's mean fractions (the
   baseline any model must beat) and, on the mock survey, against the ceiling.
+- Test negative log-likelihood of the observed votes under the mixture predictive (a proper
+  score; lower is better).
 
 The ceiling: where the true vote probabilities are known (the mock survey), every metric is
 also computed for the truth itself, scored by the same rule (the truth as the prediction, the
@@ -279,6 +281,55 @@ def training_mean_fractions(
     return mean[[schema.label_cols.index(a) for a in answers]]
 
 
+def test_negative_log_likelihood(
+    votes: np.ndarray,
+    predictions: np.ndarray,
+    schema: Schema,
+    *,
+    head: str = "dirichlet",
+    answer: str | None = None,
+) -> float:
+    """Mean over galaxies of −ln p(observed votes) under the predictive, in nats per galaxy.
+
+    The predictive is the mixture over dropout samples of the whole tree's Dirichlet-multinomial
+    (:func:`zooflow.information.tree_log_likelihood`), or, for the binomial head, of
+    Binomial(N, ρ) for ``answer`` against the rest of its question. A proper score: it rewards
+    the right fractions and the right confidence together. Galaxies without votes are skipped.
+    """
+    from scipy.special import gammaln, logsumexp
+
+    votes = np.asarray(votes, dtype=np.int64)
+    if head == "binomial":
+        i = schema.label_cols.index(answer or schema.label_cols[0])
+        n = schema.question_totals(votes)[:, schema.answer_question_index[i]].astype(np.int64)
+        keep = n > 0
+        if not keep.any():
+            return float("nan")
+        k = votes[keep, i][:, None].astype(np.float64)
+        nn = n[keep][:, None].astype(np.float64)
+        rho = np.clip(
+            predictions.reshape(len(votes), -1)[keep].astype(np.float64), 1e-12, 1 - 1e-12
+        )
+        log_pmf = (
+            gammaln(nn + 1)
+            - gammaln(k + 1)
+            - gammaln(nn - k + 1)
+            + k * np.log(rho)
+            + (nn - k) * np.log1p(-rho)
+        )
+    else:
+        from zooflow.information import tree_log_likelihood
+
+        keep = votes.sum(axis=1) > 0
+        if not keep.any():
+            return float("nan")
+        log_pmf = tree_log_likelihood(
+            np.asarray(predictions, dtype=np.float64)[keep], votes[keep][:, None, :], schema
+        )[:, :, 0]
+    per_galaxy = logsumexp(log_pmf, axis=1) - np.log(log_pmf.shape[1])
+    return float(-per_galaxy.mean())
+
+
 def _classification_scores(truth: np.ndarray, guess: np.ndarray, n_classes: int) -> dict:
     support = np.bincount(truth, minlength=n_classes)
     tp = np.bincount(truth[truth == guess], minlength=n_classes)
@@ -411,6 +462,9 @@ def evaluate_predictions(
         "coverage_error_at_0.2N_mean": float(errors.mean()) if len(errors) else None,
         "coverage_error_at_0.2N": {k: float(v) for k, v in errors.items()},
         "pit_central_90": pit_summary(pit),
+        "test_nll": test_negative_log_likelihood(
+            votes, predictions, schema, head=head, answer=answers[0]
+        ),
     }
     if head == "dirichlet" and any(t != 1.0 for t in temperatures.values()):
         # The same test counts before the run's calibration: the concentrations times τ.
@@ -536,4 +590,5 @@ def _ceiling(votes, truth, schema, answers, min_votes, confident_threshold, head
         ],
         "coverage_error_at_0.2N_mean": float(errors.mean()) if len(errors) else None,
         "pit_central_90_mean": pit_summary(pit_table(pit))["mean"],
+        "pit_central_90_min": pit_summary(pit_table(pit))["min"],
     }

@@ -34,6 +34,7 @@ CURVE_METRICS = {
     "rmse_smooth-or-featured": "smooth-or-featured RMSE against observed fractions",
     "rmse_bar": "bar RMSE against observed fractions",
     "loss": "best validation loss",
+    "test_nll": "test negative log-likelihood of the votes (nats per galaxy)",
     "coverage_error": "mean coverage error at e = 0.2 N",
 }
 INTERVAL = 0.9
@@ -87,6 +88,7 @@ def collect_learning_curves(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
             "rmse_bar": _question_rmse(regression, "bar"),
             "loss": float(history["val_loss"].min()),
             "coverage_error": summary.get("coverage_error_at_0.2N_mean"),
+            "test_nll": summary.get("test_nll"),
         }
         questions = run_dir / "evaluation" / "questions.csv"
         if questions.exists():
