@@ -126,6 +126,39 @@ def test_the_simulated_oracle_reveals_exactly_the_acquired_votes(tiny_survey, ro
     np.testing.assert_array_equal(new.to_numpy(), catalogue.loc[new.index, schema.label_cols])
 
 
+@pytest.mark.parametrize("strategy", ["bald", "epig", "power_bald", "random"])
+def test_acquisitions_are_the_top_of_the_scores_computed_from_the_pool(
+    tiny_survey, round_zero, strategy
+):
+    from zooflow.acquisition import acquire_scores
+    from zooflow.posteriors import read_predictions
+
+    schema = tiny_survey.schema
+    waiting = pd.read_csv(round_zero / "unlabelled.csv")["id_str"].tolist()
+    _fake_predictions(round_zero / "pool.h5", waiting, schema)
+    with h5py.File(round_zero / "pool.h5", "a") as f:
+        f.attrs["dropout_masks"] = "shared"
+    acquired = _acquire_from(tiny_survey, round_zero, strategy, 7, seed=5)
+    scores = pd.read_csv(round_zero / "scores.csv", dtype={"id_str": str})
+    # The acquisitions are the seven best of the written scores, in order...
+    best = scores.sort_values(["score", "id_str"], ascending=[False, True]).head(7)
+    assert list(acquired["id_str"]) == list(best["id_str"])
+    # ...and those scores are the strategy's own, computed here from the pool predictions.
+    ids, _, predictions, _ = read_predictions(round_zero / "pool.h5")
+    direct = acquire_scores(strategy, predictions, schema, expected_votes=40, seed=5)
+    np.testing.assert_allclose(
+        scores.set_index("id_str").loc[ids, "score"], direct.scores, rtol=1e-12
+    )
+    assert set(acquired["id_str"]) <= set(waiting)
+
+
+def test_epig_refuses_predictions_without_shared_dropout_masks(tiny_survey, round_zero):
+    waiting = pd.read_csv(round_zero / "unlabelled.csv")["id_str"].tolist()
+    _fake_predictions(round_zero / "pool.h5", waiting, tiny_survey.schema)
+    with pytest.raises(ValueError, match="same network for every galaxy"):
+        _acquire_from(tiny_survey, round_zero, "epig", 3)
+
+
 def test_power_bald_writes_its_mi_and_the_gallery_ranks_by_it(tiny_survey, round_zero):
     schema = tiny_survey.schema
     waiting = pd.read_csv(round_zero / "unlabelled.csv")["id_str"].tolist()

@@ -165,3 +165,55 @@ def test_the_gpu_path_mixed_precision_and_mirrored_strategy_trains(
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert np.isfinite(history["loss"]).all()
+
+
+def test_a_frozen_trunk_keeps_its_pretrained_features_and_trains_the_head(tiny_survey, tmp_path):
+    from zooflow.models import build_model, save_feature_weights, split_trunk_head
+    from zooflow.predict import load_model
+
+    source = build_model("w20_cnn", input_shape=(32, 32, 1), head="dirichlet", n_answers=34, seed=9)
+    weights = save_feature_weights(source, tmp_path / "features.weights.h5")
+    config = TrainingConfig(epochs=3, freeze_trunk=True, weights_path=str(weights), **SMALL)
+    history = _train(tiny_survey, tmp_path, config)
+    assert history["loss"].iloc[-1] < history["loss"].iloc[0]
+    trained = load_model(tmp_path / "model.keras")
+    features = split_trunk_head(trained)[0].get_layer("features")
+    for expected, got in zip(
+        split_trunk_head(source)[0].get_layer("features").get_weights(),
+        features.get_weights(),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(got, expected)
+    head_before = split_trunk_head(source)[1].get_layer("logits").get_weights()[0]
+    head_after = split_trunk_head(trained)[1].get_layer("logits").get_weights()[0]
+    assert not np.allclose(head_before, head_after)
+    with pytest.raises(ValueError, match="train.weights_path"):
+        _train(tiny_survey, tmp_path / "none", TrainingConfig(epochs=1, freeze_trunk=True, **SMALL))
+
+
+def test_the_learning_rate_warms_up_then_drops_on_a_plateau():
+    from zooflow.training import learning_rate_schedule
+
+    config = TrainingConfig(
+        learning_rate=0.01, warmup_epochs=3, lr_patience=2, lr_factor=0.5, epochs=10
+    )
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
+    rates = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            rates.append(float(self.model.optimizer.learning_rate.numpy()))
+
+    x = np.zeros((8, 1), "float32")  # nothing to learn: the validation loss never improves
+    model.fit(
+        x,
+        x,
+        validation_data=(x, x + 1),
+        epochs=10,
+        verbose=0,
+        callbacks=[*learning_rate_schedule(config), Record()],
+    )
+    np.testing.assert_allclose(rates[:4], [0.0025, 0.005, 0.0075, 0.01], rtol=1e-6)
+    assert rates[-1] < 0.01 and min(rates) >= 0.01 / 100
+    assert learning_rate_schedule(TrainingConfig()) == []

@@ -192,3 +192,58 @@ def test_raising_the_number_of_rounds_runs_only_the_new_rounds(tiny_full_run):
         for old in (0, 1):
             assert f"results/al/{strategy}/seed_42/round_{old}/model.keras" not in planned
     assert not [p for p in planned if p.startswith(("results/data/", "results/full/"))]
+
+
+def test_no_test_or_validation_galaxy_is_ever_trained_on(tiny_full_run):
+    splits = pd.read_csv(tiny_full_run / "results" / "data" / "splits.csv", dtype={"id_str": str})
+    held_out = set(splits.loc[splits["split"].isin(["test", "val"]), "id_str"])
+    training_sets = [tiny_full_run / "results" / "full" / "labelled.csv"]
+    training_sets += sorted(
+        (tiny_full_run / "results" / "al").glob("*/seed_*/round_*/labelled.csv")
+    )
+    assert len(training_sets) == 1 + 2 * len(STRATEGIES)
+    for path in training_sets:
+        trained_on = set(pd.read_csv(path, dtype={"id_str": str})["id_str"])
+        assert trained_on and not trained_on & held_out, path
+    # The supervised run trains on every labelled galaxy outside test and val.
+    full = set(pd.read_csv(training_sets[0], dtype={"id_str": str})["id_str"])
+    assert full == set(splits.loc[splits["split"].isin(["initial", "pool"]), "id_str"])
+
+
+def test_the_w20_binomial_head_with_warm_started_rounds_runs_end_to_end(tiny_data_run, tmp_path):
+    """Train, predict, summarise, evaluate and acquire with one answer's binomial head (W+20),
+    each round continuing from the previous round's model; no baseline strategy was run."""
+    import shutil
+
+    from zooflow.posteriors import read_predictions
+
+    workdir = tmp_path / "binomial"
+    shutil.copytree(tiny_data_run, workdir, symlinks=True)  # the data stage is already done
+    (workdir / "binomial.yaml").write_text(
+        "train: {head: binomial, binomial_answer: smooth-or-featured_smooth}\n"
+        "active_learning: {warm_start: true, strategies: [bald], rounds: 2}\n"
+    )
+    result = run_snakemake(workdir, "--configfile", str(TINY_CONFIG), "binomial.yaml")
+    assert "rule simulate" not in result.stdout  # nothing of the data stage reran
+    bald_1 = _round(workdir, "bald", 1)
+    ids, _, predictions, attrs = read_predictions(bald_1 / "test_predictions.h5")
+    assert attrs["head"] == "binomial" and predictions.shape == (len(ids), 1, 5)
+    assert ((predictions > 0) & (predictions < 1)).all()
+    summary = json.loads((bald_1 / "evaluation" / "summary.json").read_text())
+    assert summary["head"] == "binomial" and 0 < summary["rmse"] < 1
+    assert np.isfinite(summary["test_nll"])
+    posteriors = pd.read_parquet(bald_1 / "test_posteriors.parquet")
+    assert {
+        "smooth-or-featured_smooth_fraction",
+        "smooth-or-featured_smooth_probability_hi",
+    } <= set(posteriors.columns)
+    scores = pd.read_csv(_round(workdir, "bald", 0) / "scores.csv", dtype={"id_str": str})
+    acquired = pd.read_csv(_round(workdir, "bald", 0) / "acquired.csv", dtype={"id_str": str})
+    best = scores.sort_values(["score", "id_str"], ascending=[False, True])["id_str"].head(8)
+    assert list(acquired["id_str"]) == list(best)
+    # Round 1 started from round 0's weights.
+    log = (workdir / "logs" / "al" / "bald" / "seed_42" / "round_1" / "train.log").read_text()
+    assert "warm start from results/al/bald/seed_42/round_0/model.keras" in log
+    # Without the baseline strategy there is nothing to compare with, and the file says so.
+    saved = json.loads((workdir / "results" / "al" / "labels_saved.json").read_text())
+    assert saved["note"].startswith("no labels saved: the baseline 'random' was not run")

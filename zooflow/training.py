@@ -55,6 +55,7 @@ class TrainingConfig:
     augment_shift: float = 0.0
     augment_zoom: float = 0.0
     augment_brightness: float = 0.0
+    freeze_trunk: bool = False
     warmup_epochs: int = 0
     lr_patience: int = 0
     lr_factor: float = 0.3
@@ -358,7 +359,20 @@ def train_model(
             model.set_weights(load_model(initial_model).get_weights())
             log.info("warm start from %s", initial_model)
         loss, metrics = _loss_and_metrics(config, schema)
-        model.compile(
+        fitted = model
+        if config.freeze_trunk:
+            if not config.weights_path and initial_model is None:
+                raise ValueError(
+                    "train.freeze_trunk keeps the feature extractor as it starts: give it "
+                    "trained features with train.weights_path (or warm-started rounds)"
+                )
+            from zooflow.models import split_trunk_head
+
+            trunk, fitted = split_trunk_head(model)
+            train = _features_dataset(trunk, train, batch_size, seed, shuffle=True)
+            val = _features_dataset(trunk, val, batch_size, seed, shuffle=False)
+            log.info("trunk frozen: training the head on its features, computed once")
+        fitted.compile(
             optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
             loss=loss,
             metrics=metrics,
@@ -386,7 +400,7 @@ def train_model(
     if tensorboard_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(str(tensorboard_dir), write_graph=False))
 
-    model.fit(
+    fitted.fit(
         train,
         validation_data=val,
         epochs=config.epochs,
@@ -404,13 +418,32 @@ def train_model(
     if not best_path.exists():
         raise TrainingDiverged(f"no finite validation loss in {csv_log}; nothing to save")
     model_path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(best_path, model_path)
+    if fitted is model:
+        shutil.copyfile(best_path, model_path)
+    else:  # the best head, back on its frozen trunk
+        fitted.set_weights(keras.models.load_model(best_path, compile=False).get_weights())
+        model.save(model_path)
     history.to_csv(history_path, index=False)
     (model_path.parent / "training_config.json").write_text(
         json.dumps({**asdict(config), "seed": seed, "n_train": n_train}, indent=2)
     )
     shutil.rmtree(state_dir, ignore_errors=True)
     return history
+
+
+def _features_dataset(trunk, dataset, batch_size: int, seed: int, *, shuffle: bool):
+    """(features, votes) batches: the frozen trunk run once over ``dataset``'s images (no
+    augmentation), so each epoch costs only the head."""
+    features, votes = [], []
+    for images, batch_votes in dataset:
+        features.append(trunk(images, training=False).numpy())
+        votes.append(batch_votes.numpy())
+    cached = tf.data.Dataset.from_tensor_slices((np.concatenate(features), np.concatenate(votes)))
+    if shuffle:
+        cached = cached.shuffle(
+            sum(len(v) for v in votes), seed=seed, reshuffle_each_iteration=True
+        )
+    return cached.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 class WarmUp(keras.callbacks.Callback):
