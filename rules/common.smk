@@ -49,14 +49,47 @@ def tree_file():
     return builtin if tree in ("gz2", "decals_dr5") else tree
 
 
+PRETRAINED_FEATURES = "results/pretrain/features.weights.h5"
+
+
 def pretrained_weights():
-    """The local trunk weights every training starts from, if any; checked before anything runs."""
+    """The local trunk weights every training starts from, if any; checked before anything runs.
+
+    train.weights_path if set, else with pretrain.enabled the features this workflow trains on
+    its separate pretraining survey.
+    """
     path = config["train"]["weights_path"]
     if path and not os.path.isfile(path):
         raise WorkflowError(
             f"train.weights_path = {path!r}: no such file (zooflow never downloads weights)"
         )
+    if not path and config["pretrain"]["enabled"]:
+        return PRETRAINED_FEATURES
     return path or []
+
+
+def _overrides(section, allowed, what):
+    unknown = sorted(set(section) - set(allowed))
+    if unknown:
+        raise WorkflowError(
+            f"{what} {unknown} are not settings of that section; choose from {sorted(allowed)}"
+        )
+    return section
+
+
+def pretrain_mock():
+    """The pretraining survey: the main mock survey's settings with pretrain.mock's overrides."""
+    overrides = _overrides(
+        config["pretrain"]["mock"], config["mock"], "pretrain.mock keys"
+    )
+    return {**config["mock"], **overrides}
+
+
+def pretrain_training():
+    """The pretraining's train settings: train's, with pretrain.train's overrides."""
+    settings = {k: v for k, v in config["train"].items() if k != "seed"}
+    overrides = _overrides(config["pretrain"]["train"], settings, "pretrain.train keys")
+    return {**settings, **overrides}
 
 
 def catalogue_source():
@@ -129,8 +162,11 @@ def run_seed(wildcards):
 
 
 def training_settings():
-    """The `train:` settings a training reads (its seed travels separately, as `seed`)."""
-    return {key: value for key, value in config["train"].items() if key != "seed"}
+    """The `train:` settings a training reads (its seed travels separately, as `seed`); with
+    pretraining, weights_path names the pretrained features."""
+    settings = {key: value for key, value in config["train"].items() if key != "seed"}
+    weights = pretrained_weights()
+    return {**settings, "weights_path": weights or ""}
 
 
 def round_dir(wildcards, round_offset=0):
