@@ -113,9 +113,18 @@ def shards(split):
 
 
 def predicted_splits(run):
-    """The supervised run predicts every galaxy; a round its test set, its waiting pool and the
-    validation split (which calibrates it)."""
-    return ["test", "val", "pool"] if run.startswith("al/") else SPLITS
+    """The supervised run predicts every galaxy; a round its test set, its waiting pool and,
+    when predictions are calibrated, the validation split they are calibrated on."""
+    if not run.startswith("al/"):
+        return SPLITS
+    return ["test", "val", "pool"] if config["predict"]["calibrate"] else ["test", "pool"]
+
+
+def calibration_file(wildcards):
+    """The run's temperatures, when predictions are calibrated (predict.calibrate)."""
+    if not config["predict"]["calibrate"]:
+        return []
+    return f"results/{wildcards.run}/calibration.json"
 
 
 def prediction_inputs(wildcards):

@@ -59,7 +59,7 @@ rule calibrate:
 rule gather_predictions:
     input:
         parts=prediction_groups,
-        calibration="results/{run}/calibration.json",
+        calibration=calibration_file,
         tree=tree_file(),
         library=library("posteriors", "calibration", "schema"),
     output:

@@ -15,6 +15,6 @@ if __name__ == "__main__":
             snakemake.output.summary,
             load_schema(snakemake.input.tree, snakemake.params.question_suffix),
             binomial_answer=snakemake.params.binomial_answer,
-            calibration_path=snakemake.input.calibration,
+            calibration_path=snakemake.input.calibration or None,
             seed=snakemake.params.seed,
         )
