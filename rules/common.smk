@@ -117,7 +117,9 @@ def predicted_splits(run):
     when predictions are calibrated, the validation split they are calibrated on."""
     if not run.startswith("al/"):
         return SPLITS
-    return ["test", "val", "pool"] if config["predict"]["calibrate"] else ["test", "pool"]
+    return (
+        ["test", "val", "pool"] if config["predict"]["calibrate"] else ["test", "pool"]
+    )
 
 
 def calibration_file(wildcards):
