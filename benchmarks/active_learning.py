@@ -78,8 +78,9 @@ def main() -> None:
                 "config/pretrain_survey.yaml",
                 cores=args.cores,
             )
-        options = [arg for c in [*survey, *configs] for arg in ("--configfile", c)]
-        minutes = snakemake(workdir, *options, cores=args.cores)
+        # One --configfile flag with every file: Snakemake keeps only the last of repeated flags.
+        files = [*survey, *configs]
+        minutes = snakemake(workdir, *(["--configfile", *files] if files else []), cores=args.cores)
         print(f"\n=== {name} ({' '.join(args.configfile) or 'default config'}): {minutes:.1f} min")
         print_study(workdir / "results")
     print(f"\nfolders under {root}")

@@ -61,11 +61,14 @@ def measure(workdir: Path, configs: list[str], seed: int | None) -> dict:
         src, dest = REPO / part, workdir / part
         if not dest.exists():
             (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest)
-    options = [arg for c in configs for arg in ("--configfile", str((REPO / c).resolve()))]
-    data_minutes = run(workdir, "data", *options)
+    # One --configfile flag with every file: Snakemake keeps only the last of repeated flags.
+    files = [str((REPO / c).resolve()) for c in configs]
+    data_minutes = run(workdir, "data", *(["--configfile", *files] if files else []))
     # A training seed of its own: the survey (and its splits) keep the config's seed.
-    seeded = ["--config", f"train={{seed: {seed}}}"] if seed is not None else []
-    full_minutes = run(workdir, "full", *options, *seeded)
+    if seed is not None:
+        (workdir / "training_seed.yaml").write_text(f"train: {{seed: {seed}}}\n")
+        files.append("training_seed.yaml")
+    full_minutes = run(workdir, "full", *(["--configfile", *files] if files else []))
     results = workdir / "results" / "full"
     summary = json.loads((results / "evaluation" / "summary.json").read_text())
     questions = pd.read_csv(results / "evaluation" / "questions.csv")
