@@ -172,12 +172,18 @@ def run_seed(wildcards):
     )
 
 
-def training_settings():
-    """The `train:` settings a training reads (its seed travels separately, as `seed`); with
-    pretraining, weights_path names the pretrained features."""
+def training_settings(wildcards):
+    """The `train:` settings a run's training reads (its seed travels separately, as `seed`):
+    with pretraining, weights_path names the pretrained features; active-learning rounds take
+    active_learning.train's overrides (e.g. freeze_trunk)."""
     settings = {key: value for key, value in config["train"].items() if key != "seed"}
-    weights = pretrained_weights()
-    return {**settings, "weights_path": weights or ""}
+    settings["weights_path"] = pretrained_weights() or ""
+    if wildcards.run.startswith("al/"):
+        overrides = _overrides(
+            config["active_learning"]["train"], settings, "active_learning.train keys"
+        )
+        settings.update(overrides)
+    return settings
 
 
 def round_dir(wildcards, round_offset=0):

@@ -43,7 +43,7 @@ rule train:
         mem_mb=8000,
         runtime=240,
     params:
-        train=training_settings(),
+        train=training_settings,
         seed=run_seed,
         question_suffix=config["schema"]["question_suffix"],
         # What a killed training resumes from; not an output, so Snakemake leaves it in place.
