@@ -50,17 +50,18 @@ rule acquire:
 
 rule reveal:
     input:
+        unpack(oracle_inputs),
         labelled=lambda wildcards: f"{round_dir(wildcards, -1)}/labelled.csv",
         unlabelled=lambda wildcards: f"{round_dir(wildcards, -1)}/unlabelled.csv",
-        acquired=lambda wildcards: f"{round_dir(wildcards, -1)}/acquired.csv",
-        votes=revealed_votes,
         tree=tree_file(),
-        library=library("rounds", "schema"),
+        library=library("rounds", "catalogue", "schema"),
     output:
         labelled=f"{AL}/round_{{round}}/labelled.csv",
         unlabelled=f"{AL}/round_{{round}}/unlabelled.csv",
     log:
-        f"logs/{ROUNDS}/round_{{round}}/reveal.log",
+        main=f"logs/{ROUNDS}/round_{{round}}/reveal.log",
+        # Campaign votes refused, with ingest's reasons; a log, so it survives a failed job.
+        rejected=f"logs/{ROUNDS}/round_{{round}}/rejected_votes.csv",
     wildcard_constraints:
         round=r"[1-9]\d*",
     conda:
@@ -68,6 +69,9 @@ rule reveal:
     params:
         oracle=config["active_learning"]["oracle"],
         question_suffix=config["schema"]["question_suffix"],
+        tree_tolerance=config["ingest"]["tree_tolerance"],
+        tree_tolerance_votes=config["ingest"]["tree_tolerance_votes"],
+        max_rejected_fraction=config["ingest"]["max_rejected_fraction"],
     script:
         "../scripts/reveal.py"
 

@@ -124,11 +124,19 @@ def round_dir(wildcards, round_offset=0):
     return f"results/al/{wildcards.strategy}/seed_{wildcards.seed}/round_{r}"
 
 
-def revealed_votes(wildcards):
-    """What the oracle reads: held-back catalogue votes, or the campaign's uploaded votes."""
-    if config["active_learning"]["oracle"] == "campaign":
-        return f"{CAMPAIGN}/round_{int(wildcards.round) - 1}/votes.csv"
-    return f"{DATA}/catalogue.parquet"
+def oracle_inputs(wildcards):
+    """What the oracle reads to build round r: held-back catalogue votes for the acquired
+    galaxies, or, in a campaign, every earlier round's published list and volunteers' votes.
+    """
+    if config["active_learning"]["oracle"] != "campaign":
+        return {
+            "acquired": f"{round_dir(wildcards, -1)}/acquired.csv",
+            "catalogue": f"{DATA}/catalogue.parquet",
+        }
+    r = int(wildcards.round)
+    asked = [f"{CAMPAIGN}/round_{k}/to_label.csv" for k in range(r)]
+    votes = [f"{CAMPAIGN}/round_{k}/votes.csv" for k in range(r)]
+    return {"asked": asked, "votes": votes}
 
 
 def warm_start_model(wildcards):

@@ -382,6 +382,46 @@ def _image_reasons(paths: list[str | None], threads: int) -> dict[str, str | Non
         return dict(zip(unique, pool.map(_image_reason, unique), strict=True))
 
 
+@dataclass
+class CheckedVotes:
+    """Per-row outcome of ingest's id and vote checks on a table of ``id_str`` + vote columns."""
+
+    ids: list[str | None]
+    counts: np.ndarray  # (rows, answers) int64; zeros for a row nobody has voted on
+    reasons: list[list[str]]  # empty for a usable row
+
+    @property
+    def usable(self) -> np.ndarray:
+        return np.array([not r for r in self.reasons], dtype=bool)
+
+    @property
+    def labelled(self) -> np.ndarray:
+        """Usable rows with at least one vote: an all-empty or all-zero row labels nothing."""
+        return self.usable & (self.counts.sum(axis=1) > 0)
+
+
+def check_votes(
+    frame: pd.DataFrame,
+    schema: Schema,
+    *,
+    id_column: str = ID_COLUMN,
+    tree_tolerance: float = 0.1,
+    tree_tolerance_votes: float = 1,
+) -> CheckedVotes:
+    """Ingest's checks of ids, vote counts and tree consistency, without the images.
+
+    For votes that arrive after ingest (a campaign's volunteers): the same rules, so the same
+    reasons. ``frame`` must already hold every ``schema.label_cols`` column.
+    """
+    reasons: list[list[str]] = [[] for _ in range(len(frame))]
+    ids = _normalise_ids(frame[id_column])
+    _id_reasons(ids, id_column, reasons)
+    counts, usable = _vote_counts(frame, schema, reasons)
+    _tree_reasons(counts, usable, schema, tree_tolerance, tree_tolerance_votes, reasons)
+    counts = np.where(np.isfinite(counts), counts, 0).astype(np.int64)
+    return CheckedVotes(ids=ids, counts=counts, reasons=reasons)
+
+
 # --- public entry points --------------------------------------------------------------------
 
 
