@@ -86,6 +86,8 @@ rule to_label:
         to_label=f"{CAMPAIGN}/round_{{round}}/to_label.csv",
     log:
         f"logs/campaign/round_{{round}}/to_label.log",
+    wildcard_constraints:
+        round=unpublished_round(),
     conda:
         "../envs/data.yaml"
     shell:

@@ -1,4 +1,5 @@
 # Glue shared by every stage: paths, input functions, wildcard constraints.
+import glob
 import os
 import re
 
@@ -124,6 +125,21 @@ def round_dir(wildcards, round_offset=0):
     return f"results/al/{wildcards.strategy}/seed_{wildcards.seed}/round_{r}"
 
 
+def published(round_):
+    """A campaign round is published once its to_label.csv exists: volunteers may be at it."""
+    return os.path.exists(f"{CAMPAIGN}/round_{round_}/to_label.csv")
+
+
+def unpublished_round():
+    """Rounds whose to_label.csv may still be written: a published list is never rewritten."""
+    found = (
+        re.search(r"round_(\d+)$", os.path.dirname(path))
+        for path in glob.glob(f"{CAMPAIGN}/round_*/to_label.csv")
+    )
+    done = sorted({match.group(1) for match in found if match})
+    return rf"(?!(?:{'|'.join(done)})$)\d+" if done else r"\d+"
+
+
 def oracle_inputs(wildcards):
     """What the oracle reads to build round r: held-back catalogue votes for the acquired
     galaxies, or, in a campaign, every earlier round's published list and volunteers' votes.
@@ -136,6 +152,9 @@ def oracle_inputs(wildcards):
     r = int(wildcards.round)
     asked = [f"{CAMPAIGN}/round_{k}/to_label.csv" for k in range(r)]
     votes = [f"{CAMPAIGN}/round_{k}/votes.csv" for k in range(r)]
+    if published(r):
+        # A published round is frozen: votes that arrive later join the next round instead.
+        asked, votes = [ancient(p) for p in asked], [ancient(p) for p in votes]
     return {"asked": asked, "votes": votes}
 
 
