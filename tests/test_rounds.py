@@ -222,9 +222,7 @@ def test_campaign_votes_get_ingests_checks_and_only_good_votes_label_a_galaxy(
     votes.loc[2, tiny_survey.schema.label_cols] = 0
     votes.to_csv(folder / "votes.csv", index=False)
 
-    grown = _reveal_campaign(
-        tiny_survey, folder, [folder / "votes.csv"], max_rejected_fraction=0.5
-    )
+    grown = _reveal_campaign(tiny_survey, folder, [folder / "votes.csv"], max_rejected_fraction=0.5)
 
     labelled = set(grown["id_str"])
     assert {asked[0], asked[3]} <= labelled and not {asked[1], asked[2]} & labelled
@@ -234,7 +232,8 @@ def test_campaign_votes_get_ingests_checks_and_only_good_votes_label_a_galaxy(
     assert rejected["id_str"].tolist() == [asked[1]] and rejected["row"].tolist() == [1]
     assert rejected["file"].tolist() == [str(folder / "votes.csv")]
     # Ingest's own words for the same fault.
-    assert rejected["reason"].iloc[0].startswith(
+    reason = rejected["reason"].iloc[0]
+    assert reason.startswith(
         f"disk-edge-on total {parent + 5} exceeds parent smooth-or-featured_featured-or-disk "
         f"count {parent}"
     )

@@ -9,6 +9,7 @@ CSV log survive in a state folder next to the outputs until training completes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -282,6 +283,80 @@ def _best_logged_val_loss(csv_log: Path) -> float | None:
     return float(logged["val_loss"].min())
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def training_parameters(
+    config: TrainingConfig,
+    seed: int,
+    labels: pd.DataFrame | None,
+    train_manifests: Sequence[str | Path],
+    val_manifests: Sequence[str | Path],
+    *,
+    initial_model: str | Path | None = None,
+) -> dict:
+    """Everything a training's result depends on: its settings, seed and data (as digests)."""
+    training_set = (
+        "every galaxy in the shards"
+        if labels is None
+        else _sha256(labels.sort_values("id_str").to_csv(index=False).encode())
+    )
+    return {
+        **asdict(config),
+        "seed": seed,
+        "labelled set": training_set,
+        "training shards": [_sha256(manifest_path(m).read_bytes()) for m in train_manifests],
+        "validation shards": [_sha256(manifest_path(m).read_bytes()) for m in val_manifests],
+        "initial model": None
+        if initial_model is None
+        else _sha256(Path(initial_model).read_bytes()),
+    }
+
+
+def _change(key: str, before: dict, after) -> str:
+    """'epochs 40 -> 10'; digests and other long values by name only."""
+    if key in before and max(len(repr(before[key])), len(repr(after))) < 30:
+        return f"{key} {before[key]} -> {after}"
+    return f"{key} changed"
+
+
+def resume_only_if_unchanged(state_dir: Path, parameters: dict) -> None:
+    """Keep a killed training's state only if it was written under the same ``parameters``.
+
+    A state from other settings (more epochs, another learning rate, another labelled set) would
+    mix two trainings in one history, so it is removed and the training starts afresh, saying
+    which parameters changed. The parameters and their hash are stored with the state.
+    """
+    stamp = state_dir / "parameters.json"
+    digest = _sha256(json.dumps(parameters, sort_keys=True, default=str).encode())
+    if state_dir.is_dir() and any(state_dir.iterdir()):
+        try:
+            recorded = json.loads(stamp.read_text())
+        except (OSError, ValueError):
+            recorded = {}
+        if recorded.get("sha256") == digest:
+            log.info("resuming the interrupted training kept in %s", state_dir)
+        else:
+            before = recorded.get("parameters", {})
+            changed = [
+                _change(k, before, parameters[k])
+                for k in parameters
+                if before.get(k) != parameters[k]
+            ]
+            detail = ", ".join(changed)
+            log.warning(
+                "%s was left by a training with other parameters (%s): starting afresh",
+                state_dir,
+                detail or "none recorded",
+            )
+            shutil.rmtree(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(
+        json.dumps({"sha256": digest, "parameters": parameters}, indent=2, default=str)
+    )
+
+
 def train_model(
     train_manifests: Sequence[str | Path],
     val_manifests: Sequence[str | Path],
@@ -305,8 +380,13 @@ def train_model(
     checkpoint, the CSV log); it is removed once training completes and the outputs are written.
     """
     model_path, history_path, state_dir = Path(model_path), Path(history_path), Path(state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
     labels = None if labels is None else read_labels(labels, schema)
+    resume_only_if_unchanged(
+        state_dir,
+        training_parameters(
+            config, seed, labels, train_manifests, val_manifests, initial_model=initial_model
+        ),
+    )
     strategy = configure_tensorflow(seed, config.deterministic, config.device)
     n_gpus = max(strategy.num_replicas_in_sync, 1)
     batch_size = config.batch_size * n_gpus
