@@ -3,13 +3,19 @@ import glob
 import os
 import re
 
+from zooflow.runlog import SNAKEMAKE_PROCESS, process_marker
+
 # Jobs import zooflow from this checkout, the same files `library()` tracks as inputs, whether
 # they run in the current venv, a conda env (--sdm conda) or on a SLURM node (sbatch exports it).
+# They also learn which Snakemake started them, so they end when it dies.
 # (Set here, not required from the user, so no `envvars:` directive.)
 os.environ.update(
-    PYTHONPATH=os.pathsep.join(
-        p for p in (workflow.basedir, os.environ.get("PYTHONPATH", "")) if p
-    )
+    {
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (workflow.basedir, os.environ.get("PYTHONPATH", "")) if p
+        ),
+        SNAKEMAKE_PROCESS: process_marker(),
+    }
 )
 
 DATA = "results/data"

@@ -22,11 +22,13 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from zooflow.runlog import hold_lock
 from zooflow.schema import Schema
 
 log = logging.getLogger(__name__)
 
 HEADS = ("dirichlet", "binomial")
+STATE_LOCK = "lock"  # in the state folder: held by the one process training this run
 
 
 class TrainingDiverged(RuntimeError):
@@ -330,7 +332,8 @@ def resume_only_if_unchanged(state_dir: Path, parameters: dict) -> None:
     """
     stamp = state_dir / "parameters.json"
     digest = _sha256(json.dumps(parameters, sort_keys=True, default=str).encode())
-    if state_dir.is_dir() and any(state_dir.iterdir()):
+    kept = [p for p in state_dir.glob("*") if p.name != STATE_LOCK]
+    if kept:
         try:
             recorded = json.loads(stamp.read_text())
         except (OSError, ValueError):
@@ -350,7 +353,11 @@ def resume_only_if_unchanged(state_dir: Path, parameters: dict) -> None:
                 state_dir,
                 detail or "none recorded",
             )
-            shutil.rmtree(state_dir)
+            for path in kept:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
     state_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(
         json.dumps({"sha256": digest, "parameters": parameters}, indent=2, default=str)
@@ -381,6 +388,7 @@ def train_model(
     """
     model_path, history_path, state_dir = Path(model_path), Path(history_path), Path(state_dir)
     labels = None if labels is None else read_labels(labels, schema)
+    state_lock = hold_lock(state_dir / STATE_LOCK)
     resume_only_if_unchanged(
         state_dir,
         training_parameters(
@@ -472,6 +480,7 @@ def train_model(
         json.dumps({**asdict(config), "seed": seed, "n_train": n_train}, indent=2)
     )
     shutil.rmtree(state_dir, ignore_errors=True)
+    state_lock.close()
     return history
 
 
