@@ -3,17 +3,20 @@ import os
 
 from snakemake.utils import min_version, validate
 
+from zooflow.configuration import check_settings, readable_yaml
+
 min_version("9.0")
 
 
 # Anchored to the workflow, so a run in another folder (--directory) still starts from it.
-configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+configfile: readable_yaml(os.path.join(workflow.basedir, "config", "config.yaml"))
 
 
 report: "report/workflow.rst"
 
 
 validate(config, "config/schema.yaml")
+check_settings(config)
 
 
 include: "rules/common.smk"

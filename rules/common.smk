@@ -4,6 +4,7 @@ import os
 import re
 
 from zooflow.runlog import SNAKEMAKE_PROCESS, process_marker
+from zooflow.trees import tree_path
 
 # Jobs import zooflow from this checkout, the same files `library()` tracks as inputs, whether
 # they run in the current venv, a conda env (--sdm conda) or on a SLURM node (sbatch exports it).
@@ -51,9 +52,7 @@ def library(*modules):
 
 def tree_file():
     """The decision-tree YAML in use: a built-in one shipped in zooflow/trees, or the user's."""
-    tree = config["schema"]["tree"]
-    builtin = os.path.join(workflow.basedir, "zooflow", "trees", f"{tree}.yaml")
-    return builtin if tree in ("gz2", "decals_dr5") else tree
+    return tree_path(config["schema"]["tree"])
 
 
 def pretrained_weights():

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import string
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -146,6 +147,8 @@ def _check_columns(
                 hint = (
                     f"; its columns look like a shipped mapping, try column_mapping={shipped[0]!r}"
                 )
+            elif not present & set(schema.label_cols):
+                raise IngestError(_no_vote_columns(schema, present, where))
         raise IngestError(
             f"catalogue {where} lacks {len(missing)} required column(s): {', '.join(missing)}{hint}"
         )
@@ -174,6 +177,26 @@ def _check_columns(
                 f"catalogue {where} has a column {reserved!r} besides the chosen column "
                 f"{source!r}; the output names {source!r} {reserved!r}, so drop or rename one"
             )
+
+
+def _no_vote_columns(schema: Schema, present: set[str], where: str | Path) -> str:
+    """Why none of the tree's vote columns is there; often a question_suffix that does not match
+    ('smooth-or-featured-dr5_smooth' wants question_suffix '-dr5')."""
+    first = schema.questions[0]
+    pattern = re.compile(rf"^{re.escape(first.name)}(.*)_{re.escape(first.answers[0])}$")
+    message = (
+        f"catalogue {where} has none of the {schema.n_answers} vote columns of tree "
+        f"{schema.name!r}: no column matches schema.question_suffix {schema.question_suffix!r} "
+        f"(which names the first {schema.label_cols[0]!r})"
+    )
+    for column in sorted(present):
+        match = pattern.match(column)
+        if match:
+            return (
+                f"{message}, but the catalogue has {column!r}: set schema.question_suffix to "
+                f"{match.group(1)!r}"
+            )
+    return f"{message}; its columns include {sorted(present)[:5]}"
 
 
 def _template_fields(file_template: str) -> set[str]:

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import socket
-import sys
 import threading
 import time
 import traceback
@@ -20,32 +19,30 @@ SNAKEMAKE_PROCESS = "ZOOFLOW_SNAKEMAKE_PROCESS"
 
 @contextlib.contextmanager
 def log_to(path: str | Path, level: int = logging.INFO) -> Iterator[logging.Logger]:
-    """Log to ``path`` (and stderr) for the duration; a failure's traceback lands there too.
+    """Log to ``path`` for the duration; a failure's traceback lands there too, once.
 
-    Snakemake points users at a failed job's log file, so the reason must be in it, not only
-    in the scheduler's stderr. The job also ends if the Snakemake that started it dies.
+    Snakemake points users at a failed job's log file (and prints it with
+    ``--show-failed-logs``), so the reason must be in it, and only there: a failure is logged
+    with its traceback and the step exits with status 1 without Python printing it again. The
+    job also ends if the Snakemake that started it dies.
     """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, mode="w")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.setLevel(level)
     root.addHandler(handler)
-    root.addHandler(console)
     logging.captureWarnings(True)
     end_with_snakemake()
     try:
         yield logging.getLogger("zooflow")
-    except BaseException as err:
+    except Exception as err:
         logging.getLogger("zooflow").error(
-            "step failed: %s\n%s", err, "".join(traceback.format_exception(err))
+            "step failed:\n%s", "".join(traceback.format_exception(err)).rstrip()
         )
-        raise
+        raise SystemExit(1) from None
     finally:
         root.removeHandler(handler)
-        root.removeHandler(console)
         handler.close()
 
 
