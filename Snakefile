@@ -3,7 +3,7 @@ import os
 
 from snakemake.utils import min_version, validate
 
-from zooflow.configuration import check_settings, readable_yaml
+from zooflow.configuration import check_settings, readable_yaml, type_by_schema
 
 min_version("9.0")
 
@@ -15,6 +15,7 @@ configfile: readable_yaml(os.path.join(workflow.basedir, "config", "config.yaml"
 report: "report/workflow.rst"
 
 
+type_by_schema(config, os.path.join(workflow.basedir, "config", "schema.yaml"))
 validate(config, "config/schema.yaml")
 check_settings(config)
 

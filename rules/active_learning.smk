@@ -110,7 +110,7 @@ rule learning_curves:
         ],
         catalogue=f"{DATA}/catalogue.parquet",
         tree=tree_file(),
-        library=library("rounds", "plots", "schema"),
+        library=library("rounds", "plots", "schema", "jsonfile"),
     output:
         curves="results/al/learning_curves.csv",
         saved="results/al/labels_saved.json",

@@ -3,7 +3,7 @@ rule evaluate:
         predictions="results/{run}/test_predictions.h5",
         truth=truth_table(),
         tree=tree_file(),
-        library=library("metrics", "posteriors", "schema"),
+        library=library("metrics", "posteriors", "schema", "jsonfile"),
     output:
         regression="results/{run}/evaluation/regression.csv",
         coverage="results/{run}/evaluation/coverage.csv",

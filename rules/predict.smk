@@ -4,7 +4,14 @@ rule predict:
         model="results/{run}/model.keras",
         tree=tree_file(),
         library=library(
-            "predict", "posteriors", "training", "models", "losses", "shards", "schema"
+            "predict",
+            "posteriors",
+            "training",
+            "models",
+            "losses",
+            "shards",
+            "schema",
+            "jsonfile",
         ),
     output:
         predictions=temp(directory("results/{run}/predictions/group_{group}")),

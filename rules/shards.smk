@@ -4,7 +4,7 @@ rule shards:
         catalogue=f"{DATA}/catalogue.parquet",
         splits=f"{DATA}/splits.csv",
         tree=tree_file(),
-        library=library("shards", "schema"),
+        library=library("shards", "schema", "jsonfile"),
     output:
         test=directory(shards("test")),
         val=directory(shards("val")),

@@ -26,7 +26,7 @@ rule train:
         # A pretrained trunk is an input, so replacing the file retrains what started from it.
         pretrained=pretrained_weights(),
         tree=tree_file(),
-        library=library("training", "models", "losses", "shards", "schema"),
+        library=library("training", "models", "losses", "shards", "schema", "jsonfile"),
     output:
         model="results/{run}/model.keras",
         history="results/{run}/history.csv",
@@ -56,7 +56,7 @@ rule train:
 rule export_features:
     input:
         model="results/{run}/model.keras",
-        library=library("training", "models", "predict", "losses"),
+        library=library("training", "models", "predict", "losses", "jsonfile"),
     output:
         weights="results/{run}/features.weights.h5",
     log:

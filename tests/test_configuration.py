@@ -46,3 +46,20 @@ def test_a_real_catalogue_without_its_files_names_the_empty_key(empty):
     data[empty] = ""
     with pytest.raises(ConfigError, match=f"^data.source is 'catalogue' but data.{empty} is empty"):
         check_settings(_settings(data=data))
+
+
+def test_nested_command_line_overrides_take_the_schemas_types():
+    """Snakemake hands `--config preprocess='{greyscale: false}'` over as {'greyscale': 'false'}."""
+    from conftest import REPO
+    from zooflow.configuration import type_by_schema
+
+    config = {
+        "preprocess": {"greyscale": "false", "image_size": "48", "crop_fraction": "0.5"},
+        "train": {"dropout_rate": "null", "epochs": "many", "binomial_answer": "true"},
+        "active_learning": {"seeds": ["1", "2"], "question_weights": {"bar": "2"}},
+    }
+    type_by_schema(config, REPO / "config" / "schema.yaml")
+    assert config["preprocess"] == {"greyscale": False, "image_size": 48, "crop_fraction": 0.5}
+    # A string the schema wants stays a string; a wrong value is left for validation to name.
+    assert config["train"] == {"dropout_rate": None, "epochs": "many", "binomial_answer": "true"}
+    assert config["active_learning"] == {"seeds": [1, 2], "question_weights": {"bar": 2}}

@@ -1,5 +1,7 @@
 """Active-learning bookkeeping: who is labelled when, what the oracle reveals, labels saved."""
 
+import json
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -18,6 +20,7 @@ from zooflow.rounds import (
     reveal_campaign,
     share_first_round,
     start_rounds,
+    summarise_rounds,
 )
 
 
@@ -378,17 +381,14 @@ def test_labels_saved_at_every_stopping_budget(tmp_path):
     assert figure.stat().st_size > 1000
 
 
-def test_learning_curves_read_each_rounds_folder(tmp_path):
-    import json
-
-    for strategy in ("bald", "random"):
-        for r in range(2):
-            d = tmp_path / "al" / strategy / "seed_3" / f"round_{r}"
+def _round_folders(root, rmse):
+    """Round folders as the workflow writes them, seed 3, with the given RMSE per round."""
+    for strategy, per_round in rmse.items():
+        for r, value in enumerate(per_round):
+            d = root / "al" / strategy / "seed_3" / f"round_{r}"
             (d / "evaluation").mkdir(parents=True)
             (d / "evaluation" / "summary.json").write_text(
-                json.dumps(
-                    {"rmse": 0.3 - 0.1 * r, "rmse_truth": 0.2, "coverage_error_at_0.2N_mean": 0.05}
-                )
+                json.dumps({"rmse": value, "rmse_truth": 0.2, "coverage_error_at_0.2N_mean": 0.05})
             )
             pd.DataFrame(
                 {"answer": ["bar_no", "overall"], "rmse": [0.2, 0.3], "n_galaxies": [4, 9]}
@@ -399,9 +399,33 @@ def test_learning_curves_read_each_rounds_folder(tmp_path):
             pd.DataFrame({"id_str": [f"g{i}" for i in range(10 + 5 * r)]}).to_csv(
                 d / "labelled.csv", index=False
             )
-    dirs = sorted((tmp_path / "al").glob("*/seed_3/round_*"))
+    return sorted((root / "al").glob("*/seed_3/round_*"))
+
+
+def test_learning_curves_read_each_rounds_folder(tmp_path):
+    dirs = _round_folders(tmp_path, {"bald": [0.3, 0.2], "random": [0.3, 0.2]})
     curves = collect_learning_curves(dirs)
     assert len(curves) == 4
     assert curves.loc[curves["round"] == 1, "n_acquired"].tolist() == [5, 5]
     assert curves["loss"].tolist() == [3.5] * 4
     assert curves["rmse_bar"].tolist() == [0.2] * 4
+
+
+def test_labels_saved_json_is_strict_json_with_null_where_a_saving_is_undefined(
+    tiny_survey, tmp_path
+):
+    # Random never improves, so there is nothing to reach sooner: the saving is undefined.
+    dirs = _round_folders(tmp_path, {"bald": [0.3, 0.2], "random": [0.3, 0.3]})
+    names = ["curves", "by_budget", "composition", "saved"]
+    out = {name: tmp_path / f"{name}.{'json' if name == 'saved' else 'csv'}" for name in names}
+    for figure in ("figure", "by_budget_figure", "composition_figure"):
+        out[figure] = tmp_path / f"{figure}.png"
+    summarise_rounds(dirs, tiny_survey.catalogue, tiny_survey.schema, out)
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    saved = json.loads(out["saved"].read_text(), parse_constant=refuse)
+    assert saved["bald"]["rmse"]["labels_saved"] is None
+    assert saved["bald"]["rmse"]["acquired_labels_saved"] is None
+    assert "random did not improve" in saved["bald"]["rmse"]["note"]

@@ -104,6 +104,10 @@ def test_the_default_config_is_valid_and_plans_the_data_stage(tmp_path):
     result = run_snakemake(workdir, "-n", "data")
     for rule in ("simulate", "ingest", "preprocess", "split", "shards"):
         assert rule in result.stdout
+    # Nested values on the command line arrive as strings; they are typed by the schema.
+    nested = ("--config", "preprocess={greyscale: false, image_size: 48}", "train={epochs: 3}")
+    result = run_snakemake(workdir, "-n", "data", *nested, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_lint_and_format_are_clean():

@@ -1,5 +1,5 @@
 """The workflow's configuration as a person writes it: YAML mistakes with their file and line,
-and settings that must agree with each other.
+command-line overrides typed by the schema, and settings that must agree with each other.
 
 The Snakefile calls these before anything is planned, so a mistake stops the run with the key
 or file to fix instead of surfacing later as a missing file or a job's traceback.
@@ -7,6 +7,7 @@ or file to fix instead of surfacing later as a missing file or a job's traceback
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from pathlib import Path
 
 import yaml
@@ -34,6 +35,53 @@ def readable_yaml(path: str | Path, key: str = "") -> str:
     except yaml.YAMLError as err:
         raise ConfigError(f"{prefix}{path}: not valid YAML ({err})") from None
     return str(path)
+
+
+_SCALAR_TYPES = {
+    "boolean": (bool,),
+    "integer": (int,),
+    "number": (int, float),
+    "null": (type(None),),
+}
+
+
+def _typed(value, schema: dict):
+    """``value`` as the schema's type when it is a string that YAML reads as that type."""
+    if isinstance(value, MutableMapping):
+        properties = schema.get("properties", {})
+        others = schema.get("additionalProperties")
+        for key, item in value.items():
+            sub = properties.get(key, others if isinstance(others, dict) else {})
+            value[key] = _typed(item, sub)
+        return value
+    if isinstance(value, list):
+        items = schema.get("items", {})
+        return [_typed(item, items) if isinstance(items, dict) else item for item in value]
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    if not isinstance(value, str) or "string" in types or not types:
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    for name in types:
+        wanted = _SCALAR_TYPES.get(name, ())
+        if isinstance(parsed, wanted) and not (name != "boolean" and isinstance(parsed, bool)):
+            return parsed
+    return value
+
+
+def type_by_schema(config: MutableMapping, schema_path: str | Path) -> None:
+    """Give command-line overrides the types the schema expects, in place.
+
+    Snakemake hands over nested ``--config`` values as strings (``--config
+    preprocess='{greyscale: false}'`` arrives as ``'false'``), which the schema would refuse.
+    A string becomes a boolean, number or null only where the schema asks for one and YAML
+    reads it as one; anything else is left for validation to report.
+    """
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    _typed(config, schema)
 
 
 def check_settings(config: dict) -> None:

@@ -246,8 +246,7 @@ def evaluate_predictions(
     the headline numbers: overall RMSE/MAE, against the truth where known, smooth-or-featured
     accuracy on confident galaxies, and the coverage error at e = 0.2·N).
     """
-    import json
-
+    from zooflow.jsonfile import write_json
     from zooflow.posteriors import mean_vote_fractions, read_predictions
 
     ids, votes, predictions, attrs = read_predictions(predictions_path)
@@ -312,6 +311,5 @@ def evaluate_predictions(
     regression.to_csv(out["regression"], index=False)
     coverage.to_csv(out["coverage"], index=False)
     confident.to_csv(out["confident"], index=False)
-    with open(out["summary"], "w") as f:
-        json.dump(summary, f, indent=2, allow_nan=True)
+    write_json(out["summary"], summary)
     return summary

@@ -282,7 +282,7 @@ def plot_composition(composition: pd.DataFrame, out_path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 4))
     if composition.empty:
         ax.text(0.5, 0.5, "no acquisitions yet", ha="center", va="center")
-    for strategy, part in composition.groupby("strategy"):
+    for strategy, part in composition.groupby("strategy") if len(composition) else ():
         mean = part.groupby("round").mean(numeric_only=True)
         ax.plot(
             mean.index,
@@ -294,7 +294,8 @@ def plot_composition(composition: pd.DataFrame, out_path: str | Path) -> None:
     ax.set_xlabel("round")
     ax.set_ylabel("fraction featured (volunteer majority)")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
+    if len(composition):
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_path, dpi=120)
     plt.close(fig)

@@ -545,8 +545,7 @@ def summarise_rounds(
     ``out`` names curves, saved, by_budget, composition, figure, by_budget_figure and
     composition_figure paths.
     """
-    import json
-
+    from zooflow.jsonfile import write_json
     from zooflow.plots import plot_composition, plot_learning_curves, plot_savings_by_budget
 
     curves = collect_learning_curves(run_dirs)
@@ -556,8 +555,7 @@ def summarise_rounds(
     composition = acquisition_composition(run_dirs, catalogue_path, schema)
     curves.to_csv(out["curves"], index=False)
     composition.to_csv(out["composition"], index=False)
-    with open(out["saved"], "w") as f:
-        json.dump(saved, f, indent=2)
+    write_json(out["saved"], saved)  # a saving that is undefined (NaN) is written as null
     for strategy, by_metric in saved.items():
         for metric, numbers in by_metric.items():
             log.info(

@@ -38,6 +38,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import tensorflow as tf
 
+from zooflow.jsonfile import dumps
 from zooflow.schema import Schema
 from zooflow.splits import SPLITS
 
@@ -353,7 +354,7 @@ def write_all_shards(
             "examples_per_shard": int(examples_per_shard),
             "files": files,
         }
-        _write_atomically(out_dir / MANIFEST_NAME, json.dumps(manifests[split], indent=2) + "\n")
+        _write_atomically(out_dir / MANIFEST_NAME, dumps(manifests[split], indent=2) + "\n")
         log.info(
             "split %r: %d galaxies in %d shards of up to %d -> %s",
             split,

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from zooflow.jsonfile import write_json
 from zooflow.runlog import hold_lock
 from zooflow.schema import Schema
 
@@ -476,8 +477,9 @@ def train_model(
     model_path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(best_path, model_path)
     history.to_csv(history_path, index=False)
-    (model_path.parent / "training_config.json").write_text(
-        json.dumps({**asdict(config), "seed": seed, "n_train": n_train}, indent=2)
+    write_json(
+        model_path.parent / "training_config.json",
+        {**asdict(config), "seed": seed, "n_train": n_train},
     )
     shutil.rmtree(state_dir, ignore_errors=True)
     state_lock.close()
