@@ -35,8 +35,8 @@ rule acquire:
     conda:
         "../envs/data.yaml"
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 60 * attempt,
     params:
         head=config["train"]["head"],
         n_acquire=config["active_learning"]["acquire_per_round"],

@@ -14,8 +14,8 @@ rule evaluate:
     conda:
         "../envs/report.yaml"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
     params:
         min_votes=config["evaluate"]["min_votes"],
         confident_threshold=config["evaluate"]["confident_threshold"],
@@ -57,8 +57,8 @@ rule plot_run:
     conda:
         "../envs/report.yaml"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
     params:
         binomial_answer=config["train"]["binomial_answer"],
         seed=config["seed"],

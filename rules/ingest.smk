@@ -17,8 +17,8 @@ rule ingest:
         "../envs/data.yaml"
     threads: workflow.cores
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
     params:
         question_suffix=config["schema"]["question_suffix"],
         id_column=config["data"]["id_column"],

@@ -24,8 +24,8 @@ rule predict:
     threads: workflow.cores
     resources:
         gpu=1,
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
+        runtime=lambda wildcards, attempt: 120 * attempt,
     params:
         splits=lambda wildcards: predicted_splits(wildcards.run),
         head=config["train"]["head"],
@@ -51,8 +51,8 @@ rule gather_predictions:
     conda:
         "../envs/data.yaml"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
     params:
         binomial_answer=config["train"]["binomial_answer"],
         seed=config["seed"],

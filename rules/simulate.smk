@@ -14,8 +14,8 @@ rule simulate:
         "../envs/data.yaml"
     threads: workflow.cores
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
     params:
         mock=config["mock"],
         seed=config["seed"],

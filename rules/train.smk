@@ -40,8 +40,8 @@ rule train:
     threads: workflow.cores
     resources:
         gpu=1,
-        mem_mb=8000,
-        runtime=240,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
+        runtime=lambda wildcards, attempt: 240 * attempt,
     params:
         train=config["train"],
         seed=run_seed,

@@ -63,3 +63,23 @@ def test_nested_command_line_overrides_take_the_schemas_types():
     # A string the schema wants stays a string; a wrong value is left for validation to name.
     assert config["train"] == {"dropout_rate": None, "epochs": "many", "binomial_answer": "true"}
     assert config["active_learning"] == {"seeds": [1, 2], "question_weights": {"bar": 2}}
+
+
+def test_config_readme_describes_every_key_of_the_schema():
+    """The workflow catalog shows config/README.md as the configuration's documentation."""
+    import re
+
+    import yaml
+
+    from conftest import REPO
+
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    readme = (REPO / "config" / "README.md").read_text()
+    sections = dict(re.findall(r"^## `(\w+)`[^\n]*\n(.*?)(?=^## |\Z)", readme, flags=re.M | re.S))
+    for section, spec in schema["properties"].items():
+        if "properties" not in spec:  # a top-level key such as seed
+            assert re.search(rf"^\| `{section}` \|", readme, flags=re.M), section
+            continue
+        assert section in sections, f"config/README.md has no section for {section}"
+        for key in spec["properties"]:
+            assert re.search(rf"^\| `{key}` \|", sections[section], flags=re.M), f"{section}.{key}"

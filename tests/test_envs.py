@@ -1,5 +1,6 @@
 """Per-rule conda environments: every rule names one, each parses, and versions are pinned."""
 
+import os
 import re
 from pathlib import Path
 
@@ -96,3 +97,70 @@ def test_each_rules_env_provides_what_its_library_modules_import():
                 assert not missing, f"rule {name}: {env.group(1)} lacks {missing} for {module}"
                 checked += 1
     assert checked > 20
+
+
+# Conda package -> the distribution the test environment installs it as (first one found).
+PIP_NAMES = {"tensorflow": ("tensorflow-cpu", "tensorflow"), "pyyaml": ("PyYAML",)}
+
+
+def _installed_version(package: str) -> str:
+    import importlib.metadata
+    import sys
+
+    if package == "python":
+        return f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
+    for name in PIP_NAMES.get(package, (package,)):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    raise AssertionError(f"{package} is in a conda env but not installed where the tests run")
+
+
+@pytest.mark.parametrize("env_file", sorted((REPO / "envs").glob("*.yaml")), ids=lambda p: p.name)
+def test_env_files_pin_the_release_series_the_tests_run_with(env_file):
+    """A job run with --sdm conda must get the TensorFlow, Keras, pandas... the tests passed with."""
+    env = yaml.safe_load(env_file.read_text())
+    for dep in env["dependencies"]:
+        if not isinstance(dep, str):
+            continue
+        package, pinned = dep.split("=")
+        installed = _installed_version(package)
+        assert pinned.split(".")[:2] == installed.split(".")[:2], (
+            f"{env_file.name} pins {package}={pinned} but the tests run {installed}: "
+            f"pin {package}={installed}"
+        )
+
+
+def test_rule_resources_grow_with_each_retry(tmp_path):
+    """On a retry (SLURM profile: retries 2) a job asks for more memory and time than before."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.enums import Quietness
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    from conftest import TINY_CONFIG, copy_workflow
+
+    workdir = copy_workflow(tmp_path / "wf")
+    checked = []
+    cwd = os.getcwd()
+    try:
+        with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+            workflow = api.workflow(
+                resource_settings=ResourceSettings(cores=1),
+                config_settings=ConfigSettings(configfiles=[TINY_CONFIG]),
+                snakefile=workdir / "Snakefile",
+                workdir=workdir,
+            )._workflow
+            for rule in workflow.rules:
+                for name in ("mem_mb", "runtime"):
+                    if name not in rule.resources:
+                        continue
+                    first, second = (
+                        rule.resources[name].evaluate({}, attempt=attempt).value
+                        for attempt in (1, 2)
+                    )
+                    assert second == 2 * first, f"rule {rule.name}: {name} {first} -> {second}"
+                    checked.append((rule.name, name))
+    finally:
+        os.chdir(cwd)
+    assert {rule for rule, _ in checked} >= {"train", "predict", "ingest", "acquire"}
