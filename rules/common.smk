@@ -8,7 +8,8 @@ from zooflow.trees import tree_path
 
 # Jobs import zooflow from this checkout, the same files `library()` tracks as inputs, whether
 # they run in the current venv, a conda env (--sdm conda) or on a SLURM node (sbatch exports it).
-# They also learn which Snakemake started them, so they end when it dies.
+# They also learn which Snakemake started them, so they end when it dies, and TensorFlow keeps
+# its start-up banners to itself (errors still show; set TF_CPP_MIN_LOG_LEVEL=0 to see all).
 # (Set here, not required from the user, so no `envvars:` directive.)
 os.environ.update(
     {
@@ -16,6 +17,7 @@ os.environ.update(
             p for p in (workflow.basedir, os.environ.get("PYTHONPATH", "")) if p
         ),
         SNAKEMAKE_PROCESS: process_marker(),
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
     }
 )
 

@@ -1,15 +1,18 @@
 """Runs a person can read and trust: jobs end with their Snakemake, logs hold what jobs print."""
 
+import logging
+import re
 import shutil
 import subprocess
 import sys
 import time
 
+import pandas as pd
 import psutil
 import pytest
 
 from conftest import TINY_CONFIG, run_snakemake
-from zooflow.runlog import hold_lock
+from zooflow.runlog import Progress, hold_lock, training_outcome
 
 
 def _wait_for(condition, timeout, what):
@@ -101,3 +104,60 @@ def test_a_training_state_lock_waits_for_an_ending_holder_and_names_a_live_one(t
     finally:
         alive.kill()
         alive.wait()
+
+
+# What jobs print and a person should not find on Snakemake's terminal.
+JOB_OUTPUT = ("oneDNN", "absl::", "INFO zooflow", "Epoch ", "tensorflow", "Traceback", "Warning")
+
+
+@pytest.mark.slow
+def test_the_terminal_shows_snakemakes_lines_and_the_logs_hold_the_jobs_output(tiny_full_run):
+    terminal = (tiny_full_run / "terminal.txt").read_text()
+    for marker in JOB_OUTPUT:
+        assert marker not in terminal, f"{marker!r} on the terminal"
+    logs = tiny_full_run / "logs"
+    for log in logs.rglob("*.log"):
+        assert "oneDNN" not in log.read_text(), f"TensorFlow's banner in {log}"
+
+    # Training: one line per epoch with its losses and time, then the best epoch and why it ended.
+    history = pd.read_csv(tiny_full_run / "results" / "full" / "history.csv")
+    train_log = (logs / "full" / "train.log").read_text()
+    epochs = re.findall(r"epoch (\d+)/2: loss [\d.]+, val_loss [\d.]+, [\d.]+ s", train_log)
+    assert epochs == [str(i + 1) for i in range(len(history))]
+    best = int(history["val_loss"].idxmin()) + 1
+    assert f"best epoch {best} of {len(history)}" in train_log
+    assert "ran all 2 epochs (train.epochs)" in train_log
+
+    # Long steps say how far they are, with a rate.
+    for log, what in [
+        ("simulate.log", "simulate: rendering"),
+        ("preprocess.log", "preprocess"),
+        ("shards.log", "shards"),
+        ("full/predict_0.log", "predict test"),
+        ("al/bald/seed_42/round_0/acquire.log", "entropies of"),
+    ]:
+        text = (logs / log).read_text()
+        assert re.search(rf"{what}: \d+/\d+ \w+ \(100%\), [\d.e+]+ \w+/s, done in", text), log
+
+
+def test_progress_is_logged_at_every_tenth_with_a_rate_and_the_time_left(caplog):
+    progress = Progress("scoring", 200, "galaxies")
+    with caplog.at_level(logging.INFO, logger="zooflow.progress"):
+        for _ in range(100):
+            progress.advance(2)
+    lines = caplog.messages
+    assert [re.search(r"\((\d+)%\)", line).group(1) for line in lines] == [
+        str(p) for p in range(10, 101, 10)
+    ]
+    assert re.fullmatch(
+        r"scoring: 20/200 galaxies \(10%\), [\d.e+]+ galaxies/s, about \d+ s left", lines[0]
+    )
+    assert lines[-1].startswith("scoring: 200/200 galaxies (100%)") and "done in" in lines[-1]
+
+
+def test_a_training_that_stops_early_says_which_epoch_was_best_and_why():
+    losses = [5.0, 4.0, 3.0, 3.5, 3.2, 3.1, 3.4]
+    assert training_outcome(losses, epochs=20, patience=4) == (
+        "best epoch 3 of 7 (val_loss 3); stopped early: val_loss had not improved for 4 epochs "
+        "(train.patience 4)"
+    )

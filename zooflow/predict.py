@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from zooflow.posteriors import STRING
+from zooflow.runlog import Progress
 from zooflow.schema import Schema
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,16 @@ def iter_posterior_batches(
         )
 
 
+def _expected_count(manifests, ids, shard_group) -> int:
+    """Galaxies a prediction will write, for its progress: the wanted ones its shards hold."""
+    from zooflow.training import read_ids, shard_files
+
+    files, _ = shard_files(manifests, shard_group, verify_checksums=False)
+    in_shards = sum(count for _, count in files)
+    wanted = read_ids(ids)
+    return in_shards if wanted is None else min(in_shards, len(wanted))
+
+
 def predict_catalogue(
     model: str | Path | keras.Model,
     manifests: Sequence[str | Path],
@@ -142,6 +153,9 @@ def predict_catalogue(
         )
         f.create_dataset("label_cols", data=np.array(schema.label_cols, dtype=object), dtype=STRING)
         f.attrs.update(head=head, passes=passes, schema=schema.name)
+        progress = Progress(
+            f"predict {out_path.stem}", _expected_count(manifests, ids, shard_group)
+        )
         for ids_batch, votes, samples in iter_posterior_batches(
             model,
             manifests,
@@ -159,6 +173,7 @@ def predict_catalogue(
             id_str[count : count + n] = ids_batch.astype(object)
             votes_ds[count : count + n] = votes
             count += n
+            progress.advance(n)
     tmp.replace(out_path)
     log.info("wrote %d galaxies x %d passes to %s", count, passes, out_path)
     return count

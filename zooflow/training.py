@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ import pandas as pd
 import tensorflow as tf
 
 from zooflow.jsonfile import write_json
-from zooflow.runlog import hold_lock
+from zooflow.runlog import epoch_line, hold_lock, training_outcome
 from zooflow.schema import Schema
 
 log = logging.getLogger(__name__)
@@ -448,6 +449,7 @@ def train_model(
     nan_guard = _NaNGuard()
     callbacks = [
         keras.callbacks.BackupAndRestore(str(state_dir / "backup"), delete_checkpoint=True),
+        _EpochLog(config.epochs),
         nan_guard,
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
         checkpoint,
@@ -463,7 +465,7 @@ def train_model(
         epochs=config.epochs,
         callbacks=callbacks,
         shuffle=False,
-        verbose=2,
+        verbose=0,  # _EpochLog writes one line per epoch instead
     )
 
     history = pd.read_csv(csv_log)
@@ -474,6 +476,7 @@ def train_model(
         )
     if not best_path.exists():
         raise TrainingDiverged(f"no finite validation loss in {csv_log}; nothing to save")
+    log.info(training_outcome(history["val_loss"].tolist(), config.epochs, config.patience))
     model_path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(best_path, model_path)
     history.to_csv(history_path, index=False)
@@ -484,6 +487,21 @@ def train_model(
     shutil.rmtree(state_dir, ignore_errors=True)
     state_lock.close()
     return history
+
+
+class _EpochLog(keras.callbacks.Callback):
+    """One log line per epoch, its losses and time (Keras' own progress output is off)."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+        self.started = time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        log.info(epoch_line(epoch, self.epochs, logs or {}, time.monotonic() - self.started))
 
 
 class _NaNGuard(keras.callbacks.TerminateOnNaN):
