@@ -4,6 +4,7 @@ import os
 from snakemake.utils import min_version, validate
 
 from zooflow.configuration import check_settings, readable_yaml, type_by_schema
+from zooflow.summary import run_summary
 
 min_version("9.0")
 
@@ -37,3 +38,11 @@ rule all:
     input:
         data_products(),
         al_products(),
+
+
+onsuccess:
+    print(
+        run_summary(
+            config, workflow.dag_settings.targets, workflow.overwrite_configfiles
+        )
+    )

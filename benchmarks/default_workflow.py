@@ -115,17 +115,13 @@ def main() -> None:
         print(mean.round(4).to_string())
     saved_path = results / "al" / "labels_saved.json"
     if saved_path.exists():
-
-        def percent(value):  # null: no saving to speak of, the note says why
-            return "n/a" if value is None else f"{100 * value:.0f}%"
+        from zooflow.summary import saving
 
         for strategy, by_metric in json.loads(saved_path.read_text()).items():
             for numbers in by_metric.values():
                 print(
                     f"labels saved by {strategy} ({numbers['description']}, "
-                    f"{numbers['seeds']} seed(s)): {percent(numbers['labels_saved'])} of all "
-                    f"labels, {percent(numbers['acquired_labels_saved'])} of acquired labels "
-                    f"(goal >= 35%)" + (f"; {numbers['note']}" if numbers.get("note") else "")
+                    f"{numbers['seeds']} seed(s)): {saving(numbers)} (goal >= 35%)"
                 )
     by_budget_path = results / "al" / "labels_saved_by_budget.csv"
     if by_budget_path.exists():

@@ -161,3 +161,13 @@ def test_a_training_that_stops_early_says_which_epoch_was_best_and_why():
         "best epoch 3 of 7 (val_loss 3); stopped early: val_loss had not improved for 4 epochs "
         "(train.patience 4)"
     )
+
+
+@pytest.mark.slow
+def test_the_end_of_a_run_says_what_it_found_and_how_to_see_the_report(tiny_full_run):
+    terminal = (tiny_full_run / "terminal.txt").read_text()
+    end = terminal[terminal.index("zooflow: the run is complete.") :]
+    assert "Labels bald saved against random" in end
+    assert "Supervised run (results/full" in end
+    assert f"snakemake --report report.html all full --configfile {TINY_CONFIG}" in end
+    assert "nan%" not in end
