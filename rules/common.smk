@@ -4,7 +4,7 @@ import os
 import re
 
 from zooflow.runlog import SNAKEMAKE_PROCESS, process_marker
-from zooflow.trees import tree_path
+from zooflow.trees import BUILTIN_TREES
 
 # Jobs import zooflow from this checkout, the same files `library()` tracks as inputs, whether
 # they run in the current venv, a conda env (--sdm conda) or on a SLURM node (sbatch exports it).
@@ -54,7 +54,9 @@ def library(*modules):
 
 def tree_file():
     """The decision-tree YAML in use: a built-in one shipped in zooflow/trees, or the user's."""
-    return tree_path(config["schema"]["tree"])
+    tree = config["schema"]["tree"]
+    builtin = os.path.join(workflow.basedir, "zooflow", "trees", f"{tree}.yaml")
+    return builtin if tree in BUILTIN_TREES else tree
 
 
 def pretrained_weights():
