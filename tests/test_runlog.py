@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from conftest import TINY_CONFIG, run_snakemake
-from zooflow.runlog import Progress, hold_lock, training_outcome
+from zooflow.runlog import Progress, exclusive, training_outcome
 
 
 def _wait_for(condition, timeout, what):
@@ -76,10 +76,10 @@ def test_a_training_state_lock_waits_for_an_ending_holder_and_names_a_live_one(t
     lock = tmp_path / "train_state" / "lock"
     hold = (
         "import sys, time\n"
-        "from zooflow.runlog import hold_lock\n"
-        "held = hold_lock(sys.argv[1])\n"
-        "print('held', flush=True)\n"
-        "time.sleep(float(sys.argv[2]))\n"
+        "from zooflow.runlog import exclusive\n"
+        "with exclusive(sys.argv[1]):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(float(sys.argv[2]))\n"
     )
 
     def holder(seconds):
@@ -93,14 +93,16 @@ def test_a_training_state_lock_waits_for_an_ending_holder_and_names_a_live_one(t
 
     ending = holder(1.5)
     started = time.monotonic()
-    hold_lock(lock, wait_seconds=30).close()
+    with exclusive(lock, wait_seconds=30):
+        pass
     assert time.monotonic() - started > 0.5  # it waited for the holder to end
     ending.wait()
 
     alive = holder(60)
     try:
         with pytest.raises(RuntimeError, match=rf"held by process {alive.pid}.*kill {alive.pid}"):
-            hold_lock(lock, wait_seconds=0.5)
+            with exclusive(lock, wait_seconds=0.5):
+                pass
     finally:
         alive.kill()
         alive.wait()

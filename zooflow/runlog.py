@@ -241,11 +241,12 @@ def end_with_snakemake(poll_seconds: float = 1.0) -> threading.Thread | None:
     return thread
 
 
-def hold_lock(path: str | Path, *, wait_seconds: float = 30.0):
-    """Take an exclusive lock on ``path`` for as long as the returned file stays open.
+@contextlib.contextmanager
+def exclusive(path: str | Path, *, wait_seconds: float = 30.0) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` while the block runs.
 
-    Two processes must never write one training state (an earlier job left running would
-    hold its HDF5 files). A holder that is ending is waited for; one still alive after
+    Two processes must never write one training state (an earlier job left running would hold
+    its HDF5 files). A holder that is ending is waited for; one still alive after
     ``wait_seconds`` is named, with how to stop it. The lock dies with its process, so it is
     never stale.
     """
@@ -253,25 +254,27 @@ def hold_lock(path: str | Path, *, wait_seconds: float = 30.0):
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")  # the open file is the lock
-    deadline = time.monotonic() + wait_seconds
-    while True:
+    with open(path, "a+") as handle:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "unknown"
+                    raise RuntimeError(
+                        f"{path} is held by process {holder}, another job still writing this "
+                        f"training's state (left running by an earlier Snakemake?). Stop it "
+                        f"(kill {holder}) and run again."
+                    ) from None
+                time.sleep(0.2)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                handle.seek(0)
-                holder = handle.read().strip() or "unknown"
-                handle.close()
-                raise RuntimeError(
-                    f"{path} is held by process {holder}, another job still writing this "
-                    f"training's state (left running by an earlier Snakemake?). Stop it "
-                    f"(kill {holder}) and run again."
-                ) from None
-            time.sleep(0.2)
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -24,13 +24,14 @@ import pandas as pd
 import tensorflow as tf
 
 from zooflow.jsonfile import write_json
-from zooflow.runlog import epoch_line, hold_lock, training_outcome
+from zooflow.runlog import epoch_line, training_outcome
 from zooflow.schema import Schema
 
 log = logging.getLogger(__name__)
 
 HEADS = ("dirichlet", "binomial")
-STATE_LOCK = "lock"  # in the state folder: held by the one process training this run
+# In the state folder: the training job holds a lock on it (runlog.exclusive), kept by a fresh start.
+STATE_LOCK = "lock"
 
 
 class TrainingDiverged(RuntimeError):
@@ -390,7 +391,6 @@ def train_model(
     """
     model_path, history_path, state_dir = Path(model_path), Path(history_path), Path(state_dir)
     labels = None if labels is None else read_labels(labels, schema)
-    state_lock = hold_lock(state_dir / STATE_LOCK)
     resume_only_if_unchanged(
         state_dir,
         training_parameters(
@@ -485,7 +485,6 @@ def train_model(
         {**asdict(config), "seed": seed, "n_train": n_train},
     )
     shutil.rmtree(state_dir, ignore_errors=True)
-    state_lock.close()
     return history
 
 
