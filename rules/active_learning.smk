@@ -110,7 +110,7 @@ rule learning_curves:
         ],
         catalogue=f"{DATA}/catalogue.parquet",
         tree=tree_file(),
-        library=library("rounds", "plots", "schema", "jsonfile"),
+        library=library("rounds", "plots", "schema", "jsonfile", "tables", "summary"),
     output:
         curves="results/al/learning_curves.csv",
         saved="results/al/labels_saved.json",
@@ -120,16 +120,37 @@ rule learning_curves:
             "results/al/learning_curves.png",
             caption="../report/learning_curves.rst",
             category="Active learning",
+            subcategory="Learning curves and labels saved",
         ),
         by_budget_figure=report(
             "results/al/labels_saved_by_budget.png",
             caption="../report/labels_saved_by_budget.rst",
             category="Active learning",
+            subcategory="Learning curves and labels saved",
         ),
         composition_figure=report(
             "results/al/acquisition_composition.png",
             caption="../report/acquisition_composition.rst",
             category="Active learning",
+            subcategory="What each strategy acquired",
+        ),
+        curves_table=report(
+            "results/al/tables/learning_curves.html",
+            caption="../report/tables.rst",
+            category="Active learning",
+            subcategory="Tables",
+        ),
+        saved_table=report(
+            "results/al/tables/labels_saved.html",
+            caption="../report/tables.rst",
+            category="Active learning",
+            subcategory="Tables",
+        ),
+        by_budget_table=report(
+            "results/al/tables/labels_saved_by_budget.html",
+            caption="../report/tables.rst",
+            category="Active learning",
+            subcategory="Tables",
         ),
     log:
         "logs/al/learning_curves.log",

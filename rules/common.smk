@@ -117,6 +117,7 @@ def truth_table():
 def run_products(run):
     return [
         f"results/{run}/evaluation/summary.json",
+        f"results/{run}/evaluation/summary.html",
         f"results/{run}/figures/coverage.png",
         f"results/{run}/figures/posteriors.png",
         f"results/{run}/figures/training.png",
@@ -219,4 +220,6 @@ def al_products():
     for strategy in settings["strategies"]:
         for seed in settings["seeds"]:
             products.append(f"results/al/{strategy}/seed_{seed}/round_0/gallery.png")
-    return products
+    # The report shows the study's final model: the last round of its first strategy and seed.
+    final = f"al/{FIRST_STRATEGY}/seed_{settings['seeds'][0]}/round_{settings['rounds'] - 1}"
+    return products + run_products(final)

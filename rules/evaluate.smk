@@ -30,9 +30,10 @@ rule plot_run:
         predictions="results/{run}/test_predictions.h5",
         coverage="results/{run}/evaluation/coverage.csv",
         history="results/{run}/history.csv",
+        summary="results/{run}/evaluation/summary.json",
         images=f"{DATA}/images.h5",
         tree=tree_file(),
-        library=library("plots", "posteriors", "schema"),
+        library=library("plots", "posteriors", "schema", "tables", "summary"),
     output:
         coverage=report(
             "results/{run}/figures/coverage.png",
@@ -50,6 +51,12 @@ rule plot_run:
             "results/{run}/figures/training.png",
             caption="../report/training.rst",
             category="Training",
+            subcategory="{run}",
+        ),
+        summary_table=report(
+            "results/{run}/evaluation/summary.html",
+            caption="../report/evaluation.rst",
+            category="Evaluation",
             subcategory="{run}",
         ),
     log:

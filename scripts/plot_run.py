@@ -11,6 +11,7 @@ if __name__ == "__main__":
             predictions_path=snakemake.input.predictions,
             coverage_path=snakemake.input.coverage,
             history_path=snakemake.input.history,
+            summary_path=snakemake.input.summary,
             images_path=snakemake.input.images,
             schema=load_schema(snakemake.input.tree, snakemake.params.question_suffix),
             out=snakemake.output,

@@ -420,6 +420,8 @@ def test_labels_saved_json_is_strict_json_with_null_where_a_saving_is_undefined(
     out = {name: tmp_path / f"{name}.{'json' if name == 'saved' else 'csv'}" for name in names}
     for figure in ("figure", "by_budget_figure", "composition_figure"):
         out[figure] = tmp_path / f"{figure}.png"
+    for table in ("curves_table", "saved_table", "by_budget_table"):
+        out[table] = tmp_path / f"{table}.html"
     summarise_rounds(dirs, tiny_survey.catalogue, tiny_survey.schema, out)
 
     def refuse(constant):
@@ -429,3 +431,4 @@ def test_labels_saved_json_is_strict_json_with_null_where_a_saving_is_undefined(
     assert saved["bald"]["rmse"]["labels_saved"] is None
     assert saved["bald"]["rmse"]["acquired_labels_saved"] is None
     assert "random did not improve" in saved["bald"]["rmse"]["note"]
+    assert "<td>n/a</td>" in out["saved_table"].read_text()  # the report's table, never nan%

@@ -71,10 +71,14 @@ def test_the_summary_reads_the_runs_results_and_gives_the_report_command(tmp_pat
     )
     assert "snakemake --report report.html all full --configfile my.yaml" in text
     assert "nan" not in text.lower()
-    # The default target alone: no supervised figures, the plain report command.
+    # The default target alone: no supervised figures, but its report takes in the full run
+    # that exists, and a folder without one gets the plain command.
     default = run_summary(CONFIG, set(), [], workdir=tmp_path)
     assert "Supervised run" not in default
-    assert default.endswith("snakemake --report report.html")
+    assert default.endswith("snakemake --report report.html all full")
+    assert run_summary(CONFIG, workdir=tmp_path / "elsewhere").endswith(
+        "snakemake --report report.html"
+    )
 
 
 def test_a_campaign_says_where_the_next_list_is(tmp_path):

@@ -75,7 +75,7 @@ def test_a_round_trains_on_the_initial_set_plus_acquisitions_and_nothing_else(ti
         assert config["n_train"] == len(labelled_1)
 
 
-def test_the_report_gathers_every_figure(tiny_full_run):
+def test_the_report_gathers_every_figure_and_table_under_named_categories(tiny_full_run):
     import zipfile
 
     run_snakemake(
@@ -83,6 +83,7 @@ def test_the_report_gathers_every_figure(tiny_full_run):
     )
     with zipfile.ZipFile(tiny_full_run / "report.zip") as report:
         names = "\n".join(report.namelist())
+        page = report.read("report/report.html").decode()
     for figure in (
         "coverage.png",
         "posteriors.png",
@@ -90,8 +91,21 @@ def test_the_report_gathers_every_figure(tiny_full_run):
         "learning_curves.png",
         "acquisition_composition.png",
         "gallery.png",
+        "learning_curves.html",
+        "labels_saved.html",
+        "labels_saved_by_budget.html",
+        "summary.html",
     ):
         assert figure in names, figure
+    categories = json.loads(re.search(r"categories = (\{.*?\});?\n", page).group(1))
+    assert "Other" not in categories
+    for category, subcategories in categories.items():
+        assert "Other" not in subcategories, f"{category}: {sorted(subcategories)}"
+    # The study's final model (the last round of its first strategy) and the supervised run.
+    final = "al/bald/seed_42/round_1"
+    for category in ("Posteriors", "Calibration", "Training", "Evaluation"):
+        assert {final, "full"} <= set(categories[category]), category
+    assert "Tables" in categories["Active learning"]
 
 
 def test_nothing_is_left_to_do_after_a_full_run(tiny_full_run):

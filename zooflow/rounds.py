@@ -543,10 +543,12 @@ def summarise_rounds(
     """Learning curves, labels saved (each strategy vs random), acquisition composition, figures.
 
     ``out`` names curves, saved, by_budget, composition, figure, by_budget_figure and
-    composition_figure paths.
+    composition_figure paths, and the report's HTML tables curves_table, saved_table and
+    by_budget_table.
     """
     from zooflow.jsonfile import write_json
     from zooflow.plots import plot_composition, plot_learning_curves, plot_savings_by_budget
+    from zooflow.tables import labels_saved_table, write_table
 
     curves = collect_learning_curves(run_dirs)
     saved = labels_saved_by_strategy(curves)
@@ -566,6 +568,28 @@ def summarise_rounds(
                 100 * numbers["acquired_labels_saved"],
                 f"; {numbers['note']}" if numbers["note"] else "",
             )
+    write_table(
+        curves,
+        out["curves_table"],
+        "Learning curves",
+        "One row per strategy, seed and round: labelled galaxies and the test scores "
+        "(lower is better). The same as learning_curves.csv.",
+    )
+    write_table(
+        labels_saved_table(saved),
+        out["saved_table"],
+        "Labels saved against random",
+        "How many fewer labels each strategy needed to reach random's final score, as a share "
+        "of all of random's labels and of those it acquired; n/a where there is nothing to "
+        "reach or it was never reached (see the note). The same as labels_saved.json.",
+    )
+    write_table(
+        by_budget,
+        out["by_budget_table"],
+        "Labels saved at every stopping budget",
+        "The saving had the study stopped after each round. The same as "
+        "labels_saved_by_budget.csv.",
+    )
     plot_learning_curves(curves, saved, out["figure"])
     plot_savings_by_budget(by_budget, out["by_budget_figure"])
     plot_composition(composition, out["composition_figure"])

@@ -148,16 +148,26 @@ def run_summary(
     if wants_full:
         lines += _supervised_lines(results)
     lines.append("  Logs of every step: logs/ (e.g. logs/full/train.log)")
-    command = [
-        "snakemake",
-        "--report",
-        "report.html",
-        *([] if targets == {"all"} else sorted(targets)),
-    ]
-    for path in configfiles:
-        command += ["--configfile", str(path)]
     lines.append(
-        f"  Report with every figure and table: {shlex.join(command)}"
-        + ("" if targets == {"all"} else " (the same targets and config as this run)")
+        f"  Report with every figure and table: {report_command(targets, configfiles, workdir)}"
     )
     return "\n".join(lines)
+
+
+def report_command(
+    targets: Iterable[str], configfiles: Sequence[str | Path] = (), workdir: str | Path = "."
+) -> str:
+    """The ``snakemake --report`` command for this run's targets and whatever else the folder
+    has results for (the report holds only the targets' products): the default target when its
+    products exist, ``full`` when the supervised run does."""
+    results = Path(workdir) / "results"
+    wanted = set(targets) or {"all"}
+    if (results / "full" / "evaluation" / "summary.json").exists():
+        wanted.add("full")
+    if (results / "al" / "learning_curves.csv").exists():
+        wanted.add("all")
+    command = ["snakemake", "--report", "report.html"]
+    command += [] if wanted == {"all"} else sorted(wanted)
+    for path in configfiles:
+        command += ["--configfile", str(path)]
+    return shlex.join(command)
