@@ -316,6 +316,9 @@ def training_parameters(
         "initial model": None
         if initial_model is None
         else _sha256(Path(initial_model).read_bytes()),
+        "pretrained weights": (
+            _sha256(Path(config.weights_path).read_bytes()) if config.weights_path else None
+        ),
     }
 
 
