@@ -3,17 +3,22 @@ import os
 
 from snakemake.utils import min_version, validate
 
+from zooflow.configuration import check_settings, readable_yaml, type_by_schema
+from zooflow.summary import run_summary
+
 min_version("9.0")
 
 
 # Anchored to the workflow, so a run in another folder (--directory) still starts from it.
-configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+configfile: readable_yaml(os.path.join(workflow.basedir, "config", "config.yaml"))
 
 
 report: "report/workflow.rst"
 
 
+type_by_schema(config, os.path.join(workflow.basedir, "config", "schema.yaml"))
 validate(config, "config/schema.yaml")
+check_settings(config)
 
 
 include: "rules/common.smk"
@@ -34,3 +39,11 @@ rule all:
     input:
         data_products(),
         al_products(),
+
+
+onsuccess:
+    print(
+        run_summary(
+            config, workflow.dag_settings.targets, workflow.overwrite_configfiles
+        )
+    )

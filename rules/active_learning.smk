@@ -3,7 +3,7 @@ rule start_rounds:
         splits=f"{DATA}/splits.csv",
         catalogue=f"{DATA}/catalogue.parquet",
         tree=tree_file(),
-        library=library("rounds", "schema"),
+        library=library("start_rounds"),
     output:
         labelled=f"{AL}/round_0/labelled.csv",
         unlabelled=f"{AL}/round_0/unlabelled.csv",
@@ -24,7 +24,7 @@ rule acquire:
         unlabelled=f"{AL}/round_{{round}}/unlabelled.csv",
         catalogue=f"{DATA}/catalogue.parquet",
         tree=tree_file(),
-        library=library("acquisition", "information", "rounds", "posteriors", "schema"),
+        library=library("acquire"),
     output:
         scores=f"{AL}/round_{{round}}/scores.csv",
         acquired=f"{AL}/round_{{round}}/acquired.csv",
@@ -35,8 +35,8 @@ rule acquire:
     conda:
         "../envs/data.yaml"
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 60 * attempt,
     params:
         head=config["train"]["head"],
         n_acquire=config["active_learning"]["acquire_per_round"],
@@ -53,17 +53,18 @@ rule acquire:
 
 rule reveal:
     input:
+        unpack(oracle_inputs),
         labelled=lambda wildcards: f"{round_dir(wildcards, -1)}/labelled.csv",
         unlabelled=lambda wildcards: f"{round_dir(wildcards, -1)}/unlabelled.csv",
-        acquired=lambda wildcards: f"{round_dir(wildcards, -1)}/acquired.csv",
-        votes=revealed_votes,
         tree=tree_file(),
-        library=library("rounds", "schema"),
+        library=library("reveal"),
     output:
         labelled=f"{AL}/round_{{round}}/labelled.csv",
         unlabelled=f"{AL}/round_{{round}}/unlabelled.csv",
     log:
-        f"logs/{ROUNDS}/round_{{round}}/reveal.log",
+        main=f"logs/{ROUNDS}/round_{{round}}/reveal.log",
+        # Campaign votes refused, with ingest's reasons; a log, so it survives a failed job.
+        rejected=f"logs/{ROUNDS}/round_{{round}}/rejected_votes.csv",
     wildcard_constraints:
         round=r"[1-9]\d*",
     conda:
@@ -71,6 +72,9 @@ rule reveal:
     params:
         oracle=config["active_learning"]["oracle"],
         question_suffix=config["schema"]["question_suffix"],
+        tree_tolerance=config["ingest"]["tree_tolerance"],
+        tree_tolerance_votes=config["ingest"]["tree_tolerance_votes"],
+        max_rejected_fraction=config["ingest"]["max_rejected_fraction"],
     script:
         "../scripts/reveal.py"
 
@@ -85,6 +89,8 @@ rule to_label:
         to_label=f"{CAMPAIGN}/round_{{round}}/to_label.csv",
     log:
         f"logs/campaign/round_{{round}}/to_label.log",
+    wildcard_constraints:
+        round=unpublished_round(),
     conda:
         "../envs/data.yaml"
     shell:
@@ -107,7 +113,7 @@ rule learning_curves:
         ],
         catalogue=f"{DATA}/catalogue.parquet",
         tree=tree_file(),
-        library=library("study", "plots", "schema"),
+        library=library("learning_curves"),
     output:
         curves="results/al/learning_curves.csv",
         saved="results/al/labels_saved.json",
@@ -117,16 +123,37 @@ rule learning_curves:
             "results/al/learning_curves.png",
             caption="../report/learning_curves.rst",
             category="Active learning",
+            subcategory="Learning curves and labels saved",
         ),
         by_budget_figure=report(
             "results/al/labels_saved_by_budget.png",
             caption="../report/labels_saved_by_budget.rst",
             category="Active learning",
+            subcategory="Learning curves and labels saved",
         ),
         composition_figure=report(
             "results/al/acquisition_composition.png",
             caption="../report/acquisition_composition.rst",
             category="Active learning",
+            subcategory="What each strategy acquired",
+        ),
+        curves_table=report(
+            "results/al/tables/learning_curves.html",
+            caption="../report/tables.rst",
+            category="Active learning",
+            subcategory="Tables",
+        ),
+        saved_table=report(
+            "results/al/tables/labels_saved.html",
+            caption="../report/tables.rst",
+            category="Active learning",
+            subcategory="Tables",
+        ),
+        by_budget_table=report(
+            "results/al/tables/labels_saved_by_budget.html",
+            caption="../report/tables.rst",
+            category="Active learning",
+            subcategory="Tables",
         ),
     log:
         "logs/al/learning_curves.log",
@@ -144,7 +171,7 @@ rule gallery:
     input:
         scores=f"{AL}/round_{{round}}/scores.csv",
         images=f"{DATA}/images.h5",
-        library=library("plots"),
+        library=library("gallery"),
     output:
         gallery=report(
             f"{AL}/round_{{round}}/gallery.png",

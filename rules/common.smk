@@ -1,14 +1,25 @@
 # Glue shared by every stage: paths, input functions, wildcard constraints.
+import glob
 import os
 import re
 
+from zooflow.dependencies import import_closure
+from zooflow.runlog import SNAKEMAKE_PROCESS, process_marker
+from zooflow.trees import BUILTIN_TREES
+
 # Jobs import zooflow from this checkout, the same files `library()` tracks as inputs, whether
 # they run in the current venv, a conda env (--sdm conda) or on a SLURM node (sbatch exports it).
+# They also learn which Snakemake started them, so they end when it dies, and TensorFlow keeps
+# its start-up banners to itself (errors still show; set TF_CPP_MIN_LOG_LEVEL=0 to see all).
 # (Set here, not required from the user, so no `envvars:` directive.)
 os.environ.update(
-    PYTHONPATH=os.pathsep.join(
-        p for p in (workflow.basedir, os.environ.get("PYTHONPATH", "")) if p
-    )
+    {
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (workflow.basedir, os.environ.get("PYTHONPATH", "")) if p
+        ),
+        SNAKEMAKE_PROCESS: process_marker(),
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+    }
 )
 
 DATA = "results/data"
@@ -34,19 +45,24 @@ wildcard_constraints:
     round=r"\d+",
 
 
-def library(*modules):
-    """The zooflow modules a rule's script imports, so that editing one reruns the rule.
-
-    Snakemake follows a script's own mtime but not the modules it imports.
-    """
-    return [os.path.join(workflow.basedir, "zooflow", f"{m}.py") for m in modules]
+def library(script):
+    """Every zooflow module ``scripts/{script}.py`` imports, directly or through other zooflow
+    modules (zooflow.dependencies reads them from the code), so that editing any module a job
+    runs reruns it: Snakemake follows a script's own mtime but not the modules it imports."""
+    return [
+        str(path)
+        for path in import_closure(
+            os.path.join(workflow.basedir, "scripts", f"{script}.py"),
+            os.path.join(workflow.basedir, "zooflow"),
+        )
+    ]
 
 
 def tree_file():
     """The decision-tree YAML in use: a built-in one shipped in zooflow/trees, or the user's."""
     tree = config["schema"]["tree"]
     builtin = os.path.join(workflow.basedir, "zooflow", "trees", f"{tree}.yaml")
-    return builtin if tree in ("gz2", "decals_dr5") else tree
+    return builtin if tree in BUILTIN_TREES else tree
 
 
 PRETRAINED_FEATURES = "results/pretrain/features.weights.h5"
@@ -152,6 +168,7 @@ def truth_table():
 def run_products(run):
     return [
         f"results/{run}/evaluation/summary.json",
+        f"results/{run}/evaluation/summary.html",
         f"results/{run}/figures/coverage.png",
         f"results/{run}/figures/pit.png",
         f"results/{run}/figures/posteriors.png",
@@ -191,11 +208,37 @@ def round_dir(wildcards, round_offset=0):
     return f"results/al/{wildcards.strategy}/seed_{wildcards.seed}/round_{r}"
 
 
-def revealed_votes(wildcards):
-    """What the oracle reads: held-back catalogue votes, or the campaign's uploaded votes."""
-    if config["active_learning"]["oracle"] == "campaign":
-        return f"{CAMPAIGN}/round_{int(wildcards.round) - 1}/votes.csv"
-    return f"{DATA}/catalogue.parquet"
+def published(round_):
+    """A campaign round is published once its to_label.csv exists: volunteers may be at it."""
+    return os.path.exists(f"{CAMPAIGN}/round_{round_}/to_label.csv")
+
+
+def unpublished_round():
+    """Rounds whose to_label.csv may still be written: a published list is never rewritten."""
+    found = (
+        re.search(r"round_(\d+)$", os.path.dirname(path))
+        for path in glob.glob(f"{CAMPAIGN}/round_*/to_label.csv")
+    )
+    done = sorted({match.group(1) for match in found if match})
+    return rf"(?!(?:{'|'.join(done)})$)\d+" if done else r"\d+"
+
+
+def oracle_inputs(wildcards):
+    """What the oracle reads to build round r: held-back catalogue votes for the acquired
+    galaxies, or, in a campaign, every earlier round's published list and volunteers' votes.
+    """
+    if config["active_learning"]["oracle"] != "campaign":
+        return {
+            "acquired": f"{round_dir(wildcards, -1)}/acquired.csv",
+            "catalogue": f"{DATA}/catalogue.parquet",
+        }
+    r = int(wildcards.round)
+    asked = [f"{CAMPAIGN}/round_{k}/to_label.csv" for k in range(r)]
+    votes = [f"{CAMPAIGN}/round_{k}/votes.csv" for k in range(r)]
+    if published(r):
+        # A published round is frozen: votes that arrive later join the next round instead.
+        asked, votes = [ancient(p) for p in asked], [ancient(p) for p in votes]
+    return {"asked": asked, "votes": votes}
 
 
 def warm_start_model(wildcards):
@@ -250,4 +293,6 @@ def al_products():
     for strategy in settings["strategies"]:
         for seed in settings["seeds"]:
             products.append(f"results/al/{strategy}/seed_{seed}/round_0/gallery.png")
-    return products
+    # The report shows the study's final model: the last round of its first strategy and seed.
+    final = f"al/{FIRST_STRATEGY}/seed_{settings['seeds'][0]}/round_{settings['rounds'] - 1}"
+    return products + run_products(final)

@@ -5,7 +5,7 @@ rule evaluate:
         # The run's training set, for the training-mean baseline every model must beat.
         labelled="results/{run}/labelled.csv",
         tree=tree_file(),
-        library=library("metrics", "calibration", "posteriors", "schema"),
+        library=library("evaluate"),
     output:
         regression="results/{run}/evaluation/regression.csv",
         questions="results/{run}/evaluation/questions.csv",
@@ -18,8 +18,8 @@ rule evaluate:
     conda:
         "../envs/report.yaml"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
     params:
         min_votes=config["evaluate"]["min_votes"],
         confident_threshold=config["evaluate"]["confident_threshold"],
@@ -36,9 +36,10 @@ rule plot_run:
         coverage="results/{run}/evaluation/coverage.csv",
         pit="results/{run}/evaluation/pit.csv",
         history="results/{run}/history.csv",
+        summary="results/{run}/evaluation/summary.json",
         images=f"{DATA}/images.h5",
         tree=tree_file(),
-        library=library("plots", "posteriors", "schema"),
+        library=library("plot_run"),
     output:
         coverage=report(
             "results/{run}/figures/coverage.png",
@@ -64,13 +65,19 @@ rule plot_run:
             category="Training",
             subcategory="{run}",
         ),
+        summary_table=report(
+            "results/{run}/evaluation/summary.html",
+            caption="../report/evaluation.rst",
+            category="Evaluation",
+            subcategory="{run}",
+        ),
     log:
         "logs/{run}/plot.log",
     conda:
         "../envs/report.yaml"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
     params:
         binomial_answer=config["train"]["binomial_answer"],
         seed=config["seed"],

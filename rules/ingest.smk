@@ -3,7 +3,7 @@ rule ingest:
         catalogue=catalogue_source(),
         images=images_source(),
         tree=tree_file(),
-        library=library("catalogue", "images", "schema"),
+        library=library("ingest"),
     output:
         clean=f"{DATA}/catalogue.parquet",
     log:
@@ -17,8 +17,8 @@ rule ingest:
         "../envs/data.yaml"
     threads: workflow.cores
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
     params:
         question_suffix=config["schema"]["question_suffix"],
         id_column=config["data"]["id_column"],

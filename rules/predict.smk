@@ -3,9 +3,7 @@ rule predict:
         unpack(prediction_inputs),
         model="results/{run}/model.keras",
         tree=tree_file(),
-        library=library(
-            "predict", "posteriors", "training", "models", "losses", "shards", "schema"
-        ),
+        library=library("predict"),
     output:
         predictions=temp(directory("results/{run}/predictions/group_{group}")),
     log:
@@ -17,8 +15,8 @@ rule predict:
     threads: workflow.cores
     resources:
         gpu=1,
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
+        runtime=lambda wildcards, attempt: 120 * attempt,
     params:
         splits=lambda wildcards: predicted_splits(wildcards.run),
         head=config["train"]["head"],
@@ -37,7 +35,7 @@ rule calibrate:
     input:
         parts=prediction_groups,
         tree=tree_file(),
-        library=library("calibration", "posteriors", "schema"),
+        library=library("calibrate"),
     output:
         calibration="results/{run}/calibration.json",
     log:
@@ -45,8 +43,8 @@ rule calibrate:
     conda:
         "../envs/data.yaml"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
     params:
         enabled=config["predict"]["calibrate"],
         min_votes=config["evaluate"]["min_votes"],
@@ -61,7 +59,7 @@ rule gather_predictions:
         parts=prediction_groups,
         calibration=calibration_file,
         tree=tree_file(),
-        library=library("posteriors", "calibration", "schema"),
+        library=library("gather_predictions"),
     output:
         predictions="results/{run}/{split}_predictions.h5",
         summary="results/{run}/{split}_posteriors.parquet",
@@ -70,8 +68,8 @@ rule gather_predictions:
     conda:
         "../envs/data.yaml"
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
     params:
         binomial_answer=config["train"]["binomial_answer"],
         seed=config["seed"],

@@ -1,7 +1,7 @@
 rule preprocess:
     input:
         catalogue=f"{DATA}/catalogue.parquet",
-        library=library("preprocess", "catalogue", "images"),
+        library=library("preprocess"),
     output:
         images=f"{DATA}/images.h5",
     log:
@@ -12,8 +12,8 @@ rule preprocess:
         "../envs/data.yaml"
     threads: workflow.cores
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 60 * attempt,
     params:
         image_size=config["preprocess"]["image_size"],
         crop_fraction=config["preprocess"]["crop_fraction"],

@@ -2,24 +2,7 @@
 rule pretrain:
     input:
         tree=tree_file(),
-        library=library(
-            "pretrain",
-            "mock",
-            "catalogue",
-            "images",
-            "preprocess",
-            "splits",
-            "shards",
-            "training",
-            "models",
-            "losses",
-            "predict",
-            "metrics",
-            "calibration",
-            "information",
-            "posteriors",
-            "schema",
-        ),
+        library=library("pretrain"),
     output:
         features=PRETRAINED_FEATURES,
         summary="results/pretrain/evaluation/summary.json",
@@ -33,7 +16,7 @@ rule pretrain:
     resources:
         gpu=1,
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
-        runtime=240,
+        runtime=lambda wildcards, attempt: 240 * attempt,
     params:
         mock=pretrain_mock(),
         seed=config["pretrain"]["seed"],

@@ -4,7 +4,7 @@ rule shards:
         catalogue=f"{DATA}/catalogue.parquet",
         splits=f"{DATA}/splits.csv",
         tree=tree_file(),
-        library=library("shards", "schema"),
+        library=library("shards"),
     output:
         test=directory(shards("test")),
         val=directory(shards("val")),
@@ -18,8 +18,8 @@ rule shards:
         "../envs/tensorflow.yaml"
     threads: workflow.cores
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
     params:
         question_suffix=config["schema"]["question_suffix"],
         examples_per_shard=config["shards"]["examples_per_shard"],

@@ -1,7 +1,7 @@
 rule simulate:
     input:
         tree=tree_file(),
-        library=library("mock", "schema"),
+        library=library("simulate"),
     output:
         images=directory(f"{DATA}/mock/images"),
         catalogue=f"{DATA}/mock/catalogue.csv",
@@ -14,8 +14,8 @@ rule simulate:
         "../envs/data.yaml"
     threads: workflow.cores
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
     params:
         mock=config["mock"],
         seed=config["seed"],

@@ -1,7 +1,7 @@
 rule split:
     input:
         catalogue=f"{DATA}/catalogue.parquet",
-        library=library("splits", "catalogue"),
+        library=library("split"),
     output:
         splits=f"{DATA}/splits.csv",
     log:
@@ -12,8 +12,8 @@ rule split:
         "../envs/data.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=lambda wildcards, attempt: 1000 * attempt,
+        runtime=lambda wildcards, attempt: 10 * attempt,
     params:
         seed=config["seed"],
         test_fraction=config["splits"]["test_fraction"],

@@ -3,7 +3,7 @@ rule full_training_set:
         splits=f"{DATA}/splits.csv",
         catalogue=f"{DATA}/catalogue.parquet",
         tree=tree_file(),
-        library=library("rounds", "schema"),
+        library=library("full_training_set"),
     output:
         labelled="results/full/labelled.csv",
     log:
@@ -26,7 +26,7 @@ rule train:
         # A pretrained trunk is an input, so replacing the file retrains what started from it.
         pretrained=pretrained_weights(),
         tree=tree_file(),
-        library=library("training", "models", "losses", "shards", "schema"),
+        library=library("train"),
     output:
         model="results/{run}/model.keras",
         history="results/{run}/history.csv",
@@ -40,8 +40,8 @@ rule train:
     threads: workflow.cores
     resources:
         gpu=1,
-        mem_mb=8000,
-        runtime=240,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
+        runtime=lambda wildcards, attempt: 240 * attempt,
     params:
         train=training_settings,
         seed=run_seed,
@@ -56,7 +56,7 @@ rule train:
 rule export_features:
     input:
         model="results/{run}/model.keras",
-        library=library("training", "models", "predict", "losses"),
+        library=library("export_features"),
     output:
         weights="results/{run}/features.weights.h5",
     log:
@@ -78,7 +78,7 @@ rule share_round_0:
         history=f"{FIRST_ROUND_0}/history.csv",
         source_labelled=f"{FIRST_ROUND_0}/labelled.csv",
         labelled=f"{AL}/round_0/labelled.csv",
-        library=library("rounds"),
+        library=library("share_round_0"),
     output:
         model=f"{AL}/round_0/model.keras",
         history=f"{AL}/round_0/history.csv",

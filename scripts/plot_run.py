@@ -12,6 +12,7 @@ if __name__ == "__main__":
             coverage_path=snakemake.input.coverage,
             pit_path=snakemake.input.pit,
             history_path=snakemake.input.history,
+            summary_path=snakemake.input.summary,
             images_path=snakemake.input.images,
             schema=load_schema(snakemake.input.tree, snakemake.params.question_suffix),
             out=snakemake.output,

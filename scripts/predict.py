@@ -1,12 +1,14 @@
 """Snakemake entry point: MC-dropout posteriors for one shard group of every split a run needs."""
 
-from zooflow.predict import predict_splits
 from zooflow.runlog import log_to
-from zooflow.schema import load_schema
 
 # Guarded: process pools that spawn workers re-import this file as their main module.
 if __name__ == "__main__":
-    with log_to(snakemake.log[0]):
+    # TensorFlow is imported inside the log, with its start-up banners silenced.
+    with log_to(snakemake.log[0], quiet_imports=["tensorflow"]):
+        from zooflow.predict import predict_splits
+        from zooflow.schema import load_schema
+
         predict_splits(
             snakemake.input.model,
             {split: snakemake.input[f"shards_{split}"] for split in snakemake.params.splits},

@@ -2,15 +2,17 @@
 
 from pathlib import Path
 
-from zooflow.mock import MockSurveyConfig
-from zooflow.pretrain import pretrain_features
 from zooflow.runlog import log_to
-from zooflow.schema import load_schema
-from zooflow.training import TrainingConfig
 
 # Guarded: process pools that spawn workers re-import this file as their main module.
 if __name__ == "__main__":
-    with log_to(snakemake.log[0]):
+    # TensorFlow is imported inside the log, with its start-up banners silenced.
+    with log_to(snakemake.log[0], quiet_imports=["tensorflow"]):
+        from zooflow.mock import MockSurveyConfig
+        from zooflow.pretrain import pretrain_features
+        from zooflow.schema import load_schema
+        from zooflow.training import TrainingConfig
+
         params = snakemake.params
         pretrain_features(
             Path(snakemake.output.features).parent,

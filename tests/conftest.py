@@ -43,8 +43,10 @@ def run_snakemake(
 ) -> subprocess.CompletedProcess:
     """Run the Snakemake CLI of this environment in ``workdir``; show its output on failure."""
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    # As a user's shell has it: the workflow itself quiets TensorFlow for its jobs.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run(
-        cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, check=False
+        cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, check=False, env=env
     )
     if check and result.returncode != 0:
         pytest.fail(
@@ -122,7 +124,9 @@ def tiny_full_run(tmp_path_factory) -> Path:
     """The default target (data, active-learning rounds for both strategies, learning curves)
     and the supervised `full` run, once through Snakemake on the tiny config."""
     workdir = copy_workflow(tmp_path_factory.mktemp("tiny_full"))
-    run_snakemake(workdir, "all", "full", "--configfile", str(TINY_CONFIG), timeout=1200)
+    result = run_snakemake(workdir, "all", "full", "--configfile", str(TINY_CONFIG), timeout=1200)
+    # What the terminal showed, for the tests of what a person sees.
+    (workdir / "terminal.txt").write_text(result.stdout + result.stderr)
     return workdir
 
 

@@ -439,6 +439,27 @@ def test_missing_columns_are_listed(tmp_path: Path, images: Path, decals: Schema
         ingest_catalogue(tmp_path / "cat.csv", images, decals)
 
 
+@pytest.mark.parametrize(("catalogue_suffix", "configured"), [("-dr5", ""), ("", "-dr8")])
+def test_a_question_suffix_matching_no_column_says_which_would(
+    tmp_path: Path, images: Path, catalogue_suffix: str, configured: str
+):
+    written = load_schema("decals_dr5", catalogue_suffix)
+    votes = consistent_votes(written, fixed_rng())
+    pd.DataFrame([{"id_str": "a", "file_loc": "shared.png", **votes}]).to_csv(
+        tmp_path / "cat.csv", index=False
+    )
+    expected = f"smooth-or-featured{configured}_smooth"
+    found = f"smooth-or-featured{catalogue_suffix}_smooth"
+    with pytest.raises(IngestError) as raised:
+        ingest_catalogue(tmp_path / "cat.csv", images, load_schema("decals_dr5", configured))
+    assert str(raised.value) == (
+        f"catalogue {tmp_path / 'cat.csv'} has none of the 34 vote columns of tree 'decals_dr5': "
+        f"no column matches schema.question_suffix {configured!r} (which names the first "
+        f"{expected!r}), but the catalogue has {found!r}: set schema.question_suffix to "
+        f"{catalogue_suffix!r}"
+    )
+
+
 def test_dict_mapping_and_file_template(tmp_path: Path, images: Path, decals: Schema):
     votes = consistent_votes(decals, fixed_rng())
     renamed = {f"v{j}": votes[c] for j, c in enumerate(decals.label_cols)}

@@ -1,5 +1,6 @@
 """Per-rule conda environments: every rule names one, each parses, and versions are pinned."""
 
+import os
 import re
 from pathlib import Path
 
@@ -78,21 +79,91 @@ def _third_party_imports(module_path: Path) -> set[str]:
 
 
 def test_each_rules_env_provides_what_its_library_modules_import():
-    """Under --sdm conda a job sees only its env: every third-party import of the modules a
-    rule lists as its library must be in that rule's env."""
+    """Under --sdm conda a job sees only its env: every third-party import of the rule's script
+    and of every zooflow module it runs must be in that rule's env."""
+    from zooflow.dependencies import import_closure
+
     checked = 0
     for path in RULE_FILES:
         for block in re.split(r"^rule ", path.read_text(), flags=re.M)[1:]:
             name = block.split(":", 1)[0].strip()
             env = re.search(r"^\s+conda:\s*\n\s+\"([^\"]+)\"", block, flags=re.M)
-            modules = re.search(r"library=library\(([^)]*)\)", block)
-            if not env or not modules:
+            script = re.search(r'script:\s*\n\s+"\.\./scripts/([a-z_0-9]+)\.py"', block)
+            if not env or not script:
                 continue
             spec = yaml.safe_load((path.parent / env.group(1)).read_text())
             packages = {str(d).split("=")[0] for d in spec["dependencies"] if isinstance(d, str)}
-            for module in re.findall(r'"([a-z_]+)"', modules.group(1)):
-                needed = _third_party_imports(REPO / "zooflow" / f"{module}.py")
+            script_file = REPO / "scripts" / f"{script.group(1)}.py"
+            for module in [script_file, *import_closure(script_file, REPO / "zooflow")]:
+                needed = _third_party_imports(module)
                 missing = needed - packages
-                assert not missing, f"rule {name}: {env.group(1)} lacks {missing} for {module}"
+                assert not missing, f"rule {name}: {env.group(1)} lacks {missing} for {module.name}"
                 checked += 1
     assert checked > 20
+
+
+# Conda package -> the distribution the test environment installs it as (first one found).
+PIP_NAMES = {"tensorflow": ("tensorflow-cpu", "tensorflow"), "pyyaml": ("PyYAML",)}
+
+
+def _installed_version(package: str) -> str:
+    import importlib.metadata
+    import sys
+
+    if package == "python":
+        return f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
+    for name in PIP_NAMES.get(package, (package,)):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    raise AssertionError(f"{package} is in a conda env but not installed where the tests run")
+
+
+@pytest.mark.parametrize("env_file", sorted((REPO / "envs").glob("*.yaml")), ids=lambda p: p.name)
+def test_env_files_pin_the_release_series_the_tests_run_with(env_file):
+    """A job run with --sdm conda must get the TensorFlow, Keras, pandas... the tests passed with."""
+    env = yaml.safe_load(env_file.read_text())
+    for dep in env["dependencies"]:
+        if not isinstance(dep, str):
+            continue
+        package, pinned = dep.split("=")
+        installed = _installed_version(package)
+        assert pinned.split(".")[:2] == installed.split(".")[:2], (
+            f"{env_file.name} pins {package}={pinned} but the tests run {installed}: "
+            f"pin {package}={installed}"
+        )
+
+
+def test_rule_resources_grow_with_each_retry(tmp_path):
+    """On a retry (SLURM profile: retries 2) a job asks for more memory and time than before."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.enums import Quietness
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    from conftest import TINY_CONFIG, copy_workflow
+
+    workdir = copy_workflow(tmp_path / "wf")
+    checked = []
+    cwd = os.getcwd()
+    try:
+        with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+            workflow = api.workflow(
+                resource_settings=ResourceSettings(cores=1),
+                config_settings=ConfigSettings(configfiles=[TINY_CONFIG]),
+                snakefile=workdir / "Snakefile",
+                workdir=workdir,
+            )._workflow
+            for rule in workflow.rules:
+                for name in ("mem_mb", "runtime"):
+                    if name not in rule.resources:
+                        continue
+                    first, second = (
+                        rule.resources[name].evaluate({}, attempt=attempt).value
+                        for attempt in (1, 2)
+                    )
+                    assert second == 2 * first, f"rule {rule.name}: {name} {first} -> {second}"
+                    checked.append((rule.name, name))
+    finally:
+        os.chdir(cwd)
+    assert {rule for rule, _ in checked} >= {"train", "predict", "ingest", "acquire"}

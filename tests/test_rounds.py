@@ -1,5 +1,7 @@
 """Active-learning bookkeeping: who is labelled when, what the oracle reveals, labels saved."""
 
+import json
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -7,13 +9,14 @@ import pytest
 
 from zooflow.plots import gallery_picks
 from zooflow.posteriors import STRING
-from zooflow.rounds import acquire, reveal, share_first_round, start_rounds
+from zooflow.rounds import acquire, reveal, reveal_campaign, share_first_round, start_rounds
 from zooflow.study import (
     collect_learning_curves,
     labels_needed,
     labels_saved,
     labels_saved_by_budget,
     labels_saved_by_strategy,
+    summarise_rounds,
 )
 
 
@@ -198,9 +201,9 @@ def test_the_same_seed_gives_identical_acquisitions(tiny_survey, round_zero):
     assert picks[0] != picks[1]
 
 
-def test_campaign_votes_are_checked_and_unanswered_galaxies_return_to_the_pool(
-    tiny_survey, tmp_path
-):
+@pytest.fixture()
+def campaign_round(tiny_survey, tmp_path):
+    """A campaign's round 0: four pool galaxies wait without votes and were asked for."""
     schema = tiny_survey.schema
     start_rounds(
         tiny_survey.splits,
@@ -210,44 +213,97 @@ def test_campaign_votes_are_checked_and_unanswered_galaxies_return_to_the_pool(
         tmp_path / "unlabelled.csv",
         oracle="campaign",
     )
-    waiting = pd.read_csv(tmp_path / "unlabelled.csv")["id_str"].tolist()
     # The mock catalogue has votes for every galaxy: in a campaign nothing waits.
-    assert waiting == []
-    pd.DataFrame({"id_str": ["mock_000001", "mock_000002"]}).to_csv(
-        tmp_path / "pool.csv", index=False
-    )
-    pd.DataFrame({"rank": [1, 2], "id_str": ["mock_000001", "mock_000002"]}).to_csv(
-        tmp_path / "acquired.csv", index=False
-    )
+    assert pd.read_csv(tmp_path / "unlabelled.csv").empty
+    catalogue = pd.read_parquet(tiny_survey.catalogue).set_index("id_str")
+    splits = pd.read_csv(tiny_survey.splits)
+    asked = splits.loc[splits["split"] == "pool", "id_str"].head(4).tolist()
     labelled = pd.read_csv(tmp_path / "labelled.csv")
-    labelled = labelled[~labelled["id_str"].isin(["mock_000001", "mock_000002"])]
-    labelled.to_csv(tmp_path / "labelled.csv", index=False)
-    votes = pd.DataFrame({"id_str": ["mock_000001"], **{c: [3] for c in schema.label_cols}})
-    votes.to_csv(tmp_path / "votes.csv", index=False)
-    grown = reveal(
-        tmp_path / "labelled.csv",
-        tmp_path / "pool.csv",
-        tmp_path / "acquired.csv",
-        schema,
-        tmp_path / "labelled_1.csv",
-        tmp_path / "pool_1.csv",
-        campaign_votes_path=tmp_path / "votes.csv",
+    labelled[~labelled["id_str"].isin(asked)].to_csv(tmp_path / "labelled.csv", index=False)
+    pd.DataFrame({"id_str": asked}).to_csv(tmp_path / "unlabelled.csv", index=False)
+    pd.DataFrame({"rank": range(1, 5), "id_str": asked}).to_csv(
+        tmp_path / "to_label.csv", index=False
     )
-    assert "mock_000001" in set(grown["id_str"])
-    assert pd.read_csv(tmp_path / "pool_1.csv")["id_str"].tolist() == ["mock_000002"]
+    return tmp_path, asked, catalogue.loc[asked, schema.label_cols].reset_index()
 
+
+def _reveal_campaign(survey, folder, votes, **kwargs):
+    return reveal_campaign(
+        folder / "labelled.csv",
+        folder / "unlabelled.csv",
+        survey.schema,
+        folder / "labelled_1.csv",
+        folder / "unlabelled_1.csv",
+        folder / "rejected.csv",
+        asked=[folder / "to_label.csv"],
+        votes=votes,
+        **kwargs,
+    )
+
+
+def test_campaign_votes_get_ingests_checks_and_only_good_votes_label_a_galaxy(
+    tiny_survey, campaign_round
+):
+    folder, asked, truth = campaign_round
+    votes = truth.copy()
+    # Galaxy 1: more edge-on answers than volunteers who said "disk" (a tree inconsistency).
+    parent = votes.loc[1, "smooth-or-featured_featured-or-disk"]
+    votes.loc[1, "disk-edge-on_no"] = parent + 5
+    votes.loc[1, "disk-edge-on_yes"] = 0
+    # Galaxy 2: a row of zeros, nobody has voted yet.
+    votes.loc[2, tiny_survey.schema.label_cols] = 0
+    votes.to_csv(folder / "votes.csv", index=False)
+
+    grown = _reveal_campaign(tiny_survey, folder, [folder / "votes.csv"], max_rejected_fraction=0.5)
+
+    labelled = set(grown["id_str"])
+    assert {asked[0], asked[3]} <= labelled and not {asked[1], asked[2]} & labelled
+    assert set(pd.read_csv(folder / "unlabelled_1.csv")["id_str"]) == {asked[1], asked[2]}
+    rejected = pd.read_csv(folder / "rejected.csv")
+    assert list(rejected.columns) == ["id_str", "file", "reason", "row"]
+    assert rejected["id_str"].tolist() == [asked[1]] and rejected["row"].tolist() == [1]
+    assert rejected["file"].tolist() == [str(folder / "votes.csv")]
+    # Ingest's own words for the same fault.
+    reason = rejected["reason"].iloc[0]
+    assert reason.startswith(
+        f"disk-edge-on total {parent + 5} exceeds parent smooth-or-featured_featured-or-disk "
+        f"count {parent}"
+    )
+    np.testing.assert_array_equal(
+        grown.set_index("id_str").loc[asked[0], tiny_survey.schema.label_cols].to_numpy(),
+        truth.loc[0, tiny_survey.schema.label_cols].to_numpy(),
+    )
+
+
+def test_too_many_rejected_campaign_votes_stop_the_round_naming_file_row_and_reason(
+    tiny_survey, campaign_round
+):
+    folder, asked, truth = campaign_round
+    votes = truth.copy()
     votes.loc[0, "bar_no"] = -2
-    votes.to_csv(tmp_path / "bad.csv", index=False)
-    with pytest.raises(ValueError, match=r"row 0 \(mock_000001\).*bar_no"):
-        reveal(
-            tmp_path / "labelled.csv",
-            tmp_path / "pool.csv",
-            tmp_path / "acquired.csv",
-            schema,
-            tmp_path / "x.csv",
-            tmp_path / "y.csv",
-            campaign_votes_path=tmp_path / "bad.csv",
-        )
+    votes.loc[1, "id_str"] = "never_asked"
+    votes.to_csv(folder / "votes.csv", index=False)
+    with pytest.raises(ValueError, match="2 of 4 campaign vote rows rejected") as failure:
+        _reveal_campaign(tiny_survey, folder, [folder / "votes.csv"])
+    message = str(failure.value)
+    assert f"votes.csv row 0 ('{asked[0]}'): negative vote count -2 in bar_no" in message
+    assert "row 1 ('never_asked'): 'never_asked' was never asked for" in message
+    assert len(pd.read_csv(folder / "rejected.csv")) == 2  # the report is written first
+
+
+def test_late_campaign_votes_in_an_earlier_rounds_file_join_the_next_round(
+    tiny_survey, campaign_round
+):
+    folder, asked, truth = campaign_round
+    # Round 0's file now has every asked galaxy; round 1's file repeats one of them, newer.
+    truth.to_csv(folder / "votes_0.csv", index=False)
+    newer = truth.iloc[[3]].copy()
+    newer[tiny_survey.schema.label_cols] = truth.iloc[[0]][tiny_survey.schema.label_cols].values
+    newer.to_csv(folder / "votes_1.csv", index=False)
+    grown = _reveal_campaign(tiny_survey, folder, [folder / "votes_0.csv", folder / "votes_1.csv"])
+    assert set(asked) <= set(grown["id_str"])
+    taken = grown.set_index("id_str").loc[asked[3], tiny_survey.schema.label_cols]
+    np.testing.assert_array_equal(taken.to_numpy(), truth.loc[0, tiny_survey.schema.label_cols])
 
 
 def test_labels_needed_interpolates_between_rounds():
@@ -354,17 +410,14 @@ def test_labels_saved_at_every_stopping_budget(tmp_path):
     assert figure.stat().st_size > 1000
 
 
-def test_learning_curves_read_each_rounds_folder(tmp_path):
-    import json
-
-    for strategy in ("bald", "random"):
-        for r in range(2):
-            d = tmp_path / "al" / strategy / "seed_3" / f"round_{r}"
+def _round_folders(root, rmse):
+    """Round folders as the workflow writes them, seed 3, with the given RMSE per round."""
+    for strategy, per_round in rmse.items():
+        for r, value in enumerate(per_round):
+            d = root / "al" / strategy / "seed_3" / f"round_{r}"
             (d / "evaluation").mkdir(parents=True)
             (d / "evaluation" / "summary.json").write_text(
-                json.dumps(
-                    {"rmse": 0.3 - 0.1 * r, "rmse_truth": 0.2, "coverage_error_at_0.2N_mean": 0.05}
-                )
+                json.dumps({"rmse": value, "rmse_truth": 0.2, "coverage_error_at_0.2N_mean": 0.05})
             )
             pd.DataFrame(
                 {"answer": ["bar_no", "overall"], "rmse": [0.2, 0.3], "n_galaxies": [4, 9]}
@@ -375,7 +428,11 @@ def test_learning_curves_read_each_rounds_folder(tmp_path):
             pd.DataFrame({"id_str": [f"g{i}" for i in range(10 + 5 * r)]}).to_csv(
                 d / "labelled.csv", index=False
             )
-    dirs = sorted((tmp_path / "al").glob("*/seed_3/round_*"))
+    return sorted((root / "al").glob("*/seed_3/round_*"))
+
+
+def test_learning_curves_read_each_rounds_folder(tmp_path):
+    dirs = _round_folders(tmp_path, {"bald": [0.3, 0.2], "random": [0.3, 0.2]})
     curves = collect_learning_curves(dirs)
     assert len(curves) == 4
     assert curves.loc[curves["round"] == 1, "n_acquired"].tolist() == [5, 5]
@@ -463,3 +520,26 @@ def test_one_seed_has_no_interval_and_an_interval_through_zero_says_so():
     assert both["labels_saved_per_seed"]["2"] != both["labels_saved_per_seed"]["2"]  # never: NaN
     assert both["labels_saved_interval"][0] is None  # some resamples never reach random
     assert "no saving is established" in both["interval_note"]
+
+
+def test_labels_saved_json_is_strict_json_with_null_where_a_saving_is_undefined(
+    tiny_survey, tmp_path
+):
+    # Random never improves, so there is nothing to reach sooner: the saving is undefined.
+    dirs = _round_folders(tmp_path, {"bald": [0.3, 0.2], "random": [0.3, 0.3]})
+    names = ["curves", "by_budget", "composition", "saved"]
+    out = {name: tmp_path / f"{name}.{'json' if name == 'saved' else 'csv'}" for name in names}
+    for figure in ("figure", "by_budget_figure", "composition_figure"):
+        out[figure] = tmp_path / f"{figure}.png"
+    for table in ("curves_table", "saved_table", "by_budget_table"):
+        out[table] = tmp_path / f"{table}.html"
+    summarise_rounds(dirs, tiny_survey.catalogue, tiny_survey.schema, out)
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    saved = json.loads(out["saved"].read_text(), parse_constant=refuse)
+    assert saved["bald"]["rmse"]["labels_saved"] is None
+    assert saved["bald"]["rmse"]["acquired_labels_saved"] is None
+    assert "random did not improve" in saved["bald"]["rmse"]["note"]
+    assert "<td>n/a</td>" in out["saved_table"].read_text()  # the report's table, never nan%

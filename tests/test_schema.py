@@ -137,6 +137,7 @@ def test_a_users_own_tree_loads_from_a_path(tmp_path):
         ("questions:\n  - {name: q, answers: ['a', 'b'], parent: nope_a}\n", "not an answer"),
         ("questions:\n  - {name: q, answers: ['a']}\n", "at least two answers"),
         ("nothing: here\n", "'questions' list"),
+        ("questions:\n  - {name: q, answers: ['a', 'b']\n", r"broken.yaml, line 3: not valid YAML"),
     ],
 )
 def test_broken_trees_are_refused_with_the_reason(tmp_path, body, message):

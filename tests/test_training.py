@@ -1,5 +1,8 @@
 """Training on mock shards: the loss falls, a killed run resumes, bad numbers fail loudly."""
 
+import json
+import logging
+
 import keras
 import numpy as np
 import pandas as pd
@@ -65,6 +68,30 @@ def test_an_interrupted_training_resumes_at_its_last_epoch(tiny_survey, tmp_path
     assert history["epoch"].tolist() == [0, 1, 2, 3]
     assert history["loss"].iloc[:2].tolist() == partial["loss"].tolist()
     assert (tmp_path / "model.keras").exists()
+
+
+def test_a_training_killed_under_other_settings_starts_afresh_and_says_so(
+    tiny_survey, tmp_path, caplog
+):
+    """Resuming another setting's state would mix two trainings in one history."""
+    with pytest.raises(_Killed):
+        _train(
+            tiny_survey,
+            tmp_path / "run",
+            TrainingConfig(epochs=3, **SMALL),
+            extra_callbacks=[_KillAfterEpoch(0)],
+        )
+    changed = TrainingConfig(epochs=2, **{**SMALL, "learning_rate": 1e-3})
+    with caplog.at_level(logging.INFO, logger="zooflow.training"):
+        history = _train(tiny_survey, tmp_path / "run", changed)
+    assert "epochs 3 -> 2, learning_rate 0.002 -> 0.001" in caplog.text
+    assert "starting afresh" in caplog.text
+    # Exactly what a training that was never interrupted gives.
+    never_killed = _train(tiny_survey, tmp_path / "clean", changed)
+    assert history["epoch"].tolist() == [0, 1]
+    np.testing.assert_allclose(history["loss"], never_killed["loss"], rtol=1e-6)
+    recorded = json.loads((tmp_path / "run" / "training_config.json").read_text())
+    assert recorded["epochs"] == 2 and recorded["learning_rate"] == 1e-3
 
 
 def test_training_data_are_exactly_the_labelled_set_with_its_votes(tiny_survey):

@@ -75,7 +75,7 @@ def test_a_round_trains_on_the_initial_set_plus_acquisitions_and_nothing_else(ti
         assert config["n_train"] == len(labelled_1)
 
 
-def test_the_report_gathers_every_figure(tiny_full_run):
+def test_the_report_gathers_every_figure_and_table_under_named_categories(tiny_full_run):
     import zipfile
 
     run_snakemake(
@@ -83,6 +83,7 @@ def test_the_report_gathers_every_figure(tiny_full_run):
     )
     with zipfile.ZipFile(tiny_full_run / "report.zip") as report:
         names = "\n".join(report.namelist())
+        page = report.read("report/report.html").decode()
     for figure in (
         "coverage.png",
         "pit.png",
@@ -91,8 +92,21 @@ def test_the_report_gathers_every_figure(tiny_full_run):
         "learning_curves.png",
         "acquisition_composition.png",
         "gallery.png",
+        "learning_curves.html",
+        "labels_saved.html",
+        "labels_saved_by_budget.html",
+        "summary.html",
     ):
         assert figure in names, figure
+    categories = json.loads(re.search(r"categories = (\{.*?\});?\n", page).group(1))
+    assert "Other" not in categories
+    for category, subcategories in categories.items():
+        assert "Other" not in subcategories, f"{category}: {sorted(subcategories)}"
+    # The study's final model (the last round of its first strategy) and the supervised run.
+    final = "al/bald/seed_42/round_1"
+    for category in ("Posteriors", "Calibration", "Training", "Evaluation"):
+        assert {final, "full"} <= set(categories[category]), category
+    assert "Tables" in categories["Active learning"]
 
 
 def test_nothing_is_left_to_do_after_a_full_run(tiny_full_run):
@@ -247,3 +261,19 @@ def test_the_w20_binomial_head_with_warm_started_rounds_runs_end_to_end(tiny_dat
     # Without the baseline strategy there is nothing to compare with, and the file says so.
     saved = json.loads((workdir / "results" / "al" / "labels_saved.json").read_text())
     assert saved["note"].startswith("no labels saved: the baseline 'random' was not run")
+
+
+def test_editing_a_module_deep_in_the_imports_reruns_every_job_that_runs_it(tiny_full_run):
+    module = tiny_full_run / "zooflow" / "calibration.py"  # reached through posteriors only
+    original = module.read_text()
+    try:
+        module.write_text(original + "\n# an edit\n")
+        later = time.time() + 5
+        os.utime(module, (later, later))
+        planned = planned_updates(tiny_full_run)
+    finally:
+        module.write_text(original)
+    assert "results/full/evaluation/summary.json" in planned
+    assert "results/full/test_predictions.h5" in planned
+    assert not [p for p in planned if p.startswith("results/data/")]
+    os.utime(module, (time.time() - 3600, time.time() - 3600))

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import h5py
 import numpy as np
@@ -59,11 +60,54 @@ def test_a_misspelt_or_mistyped_config_key_stops_the_run_naming_it(tmp_path, ove
     assert named in result.stderr + result.stdout
 
 
+def test_an_unknown_tree_stops_the_plan_naming_the_key_and_the_built_in_trees(tmp_path):
+    workdir = copy_workflow(tmp_path / "wf")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schema: {tree: decals}\n")
+    result = run_snakemake(workdir, "-n", "--configfile", str(bad), check=False)
+    assert result.returncode != 0
+    assert (
+        "schema.tree: 'decals' is neither a built-in tree (gz2, decals_dr5) nor an existing "
+        "YAML file" in result.stdout + result.stderr
+    )
+
+
+@pytest.mark.slow
+def test_a_failed_step_says_why_once(tiny_data_run, tmp_path):
+    """Too many rejected rows: the reason, not four copies of it (log, traceback, Python's own
+    traceback, and Snakemake showing the log)."""
+    workdir = tmp_path / "wf"
+    shutil.copytree(tiny_data_run, workdir)
+    catalogue = pd.read_csv(workdir / "results" / "data" / "mock" / "catalogue.csv")
+    catalogue.loc[:9, "bar_no"] = -1
+    catalogue.to_csv(workdir / "bad_catalogue.csv", index=False)
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "data: {source: catalogue, catalogue: bad_catalogue.csv, images: results/data/mock/images}\n"
+    )
+    result = run_snakemake(
+        workdir,
+        "results/data/catalogue.parquet",
+        "--configfile",
+        str(TINY_CONFIG),
+        str(config),
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert output.count("10 of 80 catalogue rows rejected (12.5%)") == 1, output
+    assert "row 0 (id_str 'mock_000000'): negative vote count -1 in bar_no" in output
+
+
 def test_the_default_config_is_valid_and_plans_the_data_stage(tmp_path):
     workdir = copy_workflow(tmp_path / "wf")
     result = run_snakemake(workdir, "-n", "data")
     for rule in ("simulate", "ingest", "preprocess", "split", "shards"):
         assert rule in result.stdout
+    # Nested values on the command line arrive as strings; they are typed by the schema.
+    nested = ("--config", "preprocess={greyscale: false, image_size: 48}", "train={epochs: 3}")
+    result = run_snakemake(workdir, "-n", "data", *nested, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_lint_and_format_are_clean():

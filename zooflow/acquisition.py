@@ -47,6 +47,7 @@ from zooflow.information import (
     n_vote_compositions,
     vote_compositions,
 )
+from zooflow.runlog import Progress
 from zooflow.schema import Schema
 
 HEADS = ("dirichlet", "binomial")
@@ -396,7 +397,8 @@ def dirichlet_multinomial_entropies(
     predictive = np.zeros((n_galaxies, schema.n_questions))
     expected = np.zeros((n_galaxies, schema.n_questions))
     exact = np.ones(schema.n_questions, dtype=bool)
-    for qi, question in enumerate(schema.questions):
+    progress = Progress(f"entropies of {n_galaxies} galaxies", schema.n_questions, "questions")
+    for qi, question in progress.iterate(enumerate(schema.questions)):
         # (G, T, K): answers last, so each dropout sample's concentrations are contiguous.
         question_alpha = np.ascontiguousarray(alpha[:, question.indices, :].transpose(0, 2, 1))
         for n in np.unique(n_votes[:, qi]):

@@ -26,6 +26,7 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import gammaln, logsumexp
 
+from zooflow.jsonfile import write_json
 from zooflow.schema import Schema
 
 CENTRAL = 0.9
@@ -303,7 +304,7 @@ def calibrate_run(
             "before": pit_summary(pit_table(before)),
             "after": pit_summary(pit_table(after)),
         }
-    Path(out_path).write_text(json.dumps(record, indent=2, allow_nan=False))
+    write_json(out_path, record)
     return record
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import string
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -146,6 +147,8 @@ def _check_columns(
                 hint = (
                     f"; its columns look like a shipped mapping, try column_mapping={shipped[0]!r}"
                 )
+            elif not present & set(schema.label_cols):
+                raise IngestError(_no_vote_columns(schema, present, where))
         raise IngestError(
             f"catalogue {where} lacks {len(missing)} required column(s): {', '.join(missing)}{hint}"
         )
@@ -174,6 +177,26 @@ def _check_columns(
                 f"catalogue {where} has a column {reserved!r} besides the chosen column "
                 f"{source!r}; the output names {source!r} {reserved!r}, so drop or rename one"
             )
+
+
+def _no_vote_columns(schema: Schema, present: set[str], where: str | Path) -> str:
+    """Why none of the tree's vote columns is there; often a question_suffix that does not match
+    ('smooth-or-featured-dr5_smooth' wants question_suffix '-dr5')."""
+    first = schema.questions[0]
+    pattern = re.compile(rf"^{re.escape(first.name)}(.*)_{re.escape(first.answers[0])}$")
+    message = (
+        f"catalogue {where} has none of the {schema.n_answers} vote columns of tree "
+        f"{schema.name!r}: no column matches schema.question_suffix {schema.question_suffix!r} "
+        f"(which names the first {schema.label_cols[0]!r})"
+    )
+    for column in sorted(present):
+        match = pattern.match(column)
+        if match:
+            return (
+                f"{message}, but the catalogue has {column!r}: set schema.question_suffix to "
+                f"{match.group(1)!r}"
+            )
+    return f"{message}; its columns include {sorted(present)[:5]}"
 
 
 def _template_fields(file_template: str) -> set[str]:
@@ -380,6 +403,46 @@ def _image_reasons(paths: list[str | None], threads: int) -> dict[str, str | Non
         return dict(zip(unique, map(_image_reason, unique), strict=True))
     with ThreadPoolExecutor(max_workers=threads) as pool:
         return dict(zip(unique, pool.map(_image_reason, unique), strict=True))
+
+
+@dataclass
+class CheckedVotes:
+    """Per-row outcome of ingest's id and vote checks on a table of ``id_str`` + vote columns."""
+
+    ids: list[str | None]
+    counts: np.ndarray  # (rows, answers) int64; zeros for a row nobody has voted on
+    reasons: list[list[str]]  # empty for a usable row
+
+    @property
+    def usable(self) -> np.ndarray:
+        return np.array([not r for r in self.reasons], dtype=bool)
+
+    @property
+    def labelled(self) -> np.ndarray:
+        """Usable rows with at least one vote: an all-empty or all-zero row labels nothing."""
+        return self.usable & (self.counts.sum(axis=1) > 0)
+
+
+def check_votes(
+    frame: pd.DataFrame,
+    schema: Schema,
+    *,
+    id_column: str = ID_COLUMN,
+    tree_tolerance: float = 0.1,
+    tree_tolerance_votes: float = 1,
+) -> CheckedVotes:
+    """Ingest's checks of ids, vote counts and tree consistency, without the images.
+
+    For votes that arrive after ingest (a campaign's volunteers): the same rules, so the same
+    reasons. ``frame`` must already hold every ``schema.label_cols`` column.
+    """
+    reasons: list[list[str]] = [[] for _ in range(len(frame))]
+    ids = _normalise_ids(frame[id_column])
+    _id_reasons(ids, id_column, reasons)
+    counts, usable = _vote_counts(frame, schema, reasons)
+    _tree_reasons(counts, usable, schema, tree_tolerance, tree_tolerance_votes, reasons)
+    counts = np.where(np.isfinite(counts), counts, 0).astype(np.int64)
+    return CheckedVotes(ids=ids, counts=counts, reasons=reasons)
 
 
 # --- public entry points --------------------------------------------------------------------

@@ -27,8 +27,6 @@ from its probability. The gap to the ceiling is what a better model could still 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -393,6 +391,7 @@ def evaluate_predictions(
     import json
 
     from zooflow.calibration import answer_pit, pit_summary, pit_table
+    from zooflow.jsonfile import write_json
     from zooflow.posteriors import mean_vote_fractions, read_predictions
 
     ids, votes, predictions, attrs = read_predictions(predictions_path)
@@ -508,23 +507,12 @@ def evaluate_predictions(
     coverage.to_csv(out["coverage"], index=False)
     confident.to_csv(out["confident"], index=False)
     pit.to_csv(out["pit"], index=False)
-    Path(out["summary"]).write_text(json.dumps(_strict(summary), indent=2, allow_nan=False))
+    write_json(out["summary"], summary)
     return summary
 
 
 def _difference(a, b):
     return None if a is None or b is None else float(a) - float(b)
-
-
-def _strict(value):
-    """NaN and infinities as null, so the JSON is valid for every reader."""
-    if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_strict(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 def _smooth_accuracy(confident: pd.DataFrame) -> dict:

@@ -44,6 +44,7 @@ from PIL import Image
 from scipy import fft as sp_fft
 from scipy import special
 
+from zooflow.runlog import Progress
 from zooflow.schema import Schema
 
 # --- random streams: one SeedSequence per (stream, galaxy index) ---------------------------
@@ -1099,11 +1100,16 @@ def _render_all(
     records = latents.to_dict("records")
     jobs = [(i, files[i], records[i]) for i in range(len(files))]
     config_fields = asdict(config)
-    if threads == 1 or len(jobs) < 2:
-        _render_chunk(str(images_dir), config_fields, seed, jobs)
-        return
-    n_chunks = min(len(jobs), threads * 4)
+    progress = Progress("simulate: rendering", len(jobs))
+    # At least 20 chunks, so progress is logged at every tenth; the images do not depend on it.
+    n_chunks = min(len(jobs), max(threads * 4, 20))
     bounds = np.linspace(0, len(jobs), n_chunks + 1).astype(int)
+    chunks = [jobs[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    if threads == 1 or len(jobs) < 2:
+        for chunk in chunks:
+            _render_chunk(str(images_dir), config_fields, seed, chunk)
+            progress.advance(len(chunk))
+        return
     # "fork" where there is one: "spawn" re-runs the caller's main module in every worker, which
     # breaks scripts without a __main__ guard (Snakemake's script: directive). Workers only run
     # numpy/GalSim code with OpenMP pinned to one thread, so forking is safe here.
@@ -1111,9 +1117,9 @@ def _render_all(
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with ProcessPoolExecutor(max_workers=threads, mp_context=context) as pool:
         futures = [
-            pool.submit(_render_chunk, str(images_dir), config_fields, seed, jobs[a:b])
-            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-            if b > a
+            pool.submit(_render_chunk, str(images_dir), config_fields, seed, chunk)
+            for chunk in chunks
         ]
-        for future in futures:
+        for chunk, future in zip(chunks, futures, strict=True):
             future.result()
+            progress.advance(len(chunk))

@@ -16,6 +16,12 @@ from scipy import stats  # noqa: E402
 
 from zooflow.schema import Question, Schema  # noqa: E402
 
+
+def _note(ax, text: str) -> None:
+    """Say on an empty panel why it is empty, rather than leave blank axes."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, transform=ax.transAxes)
+
+
 KEY_ANSWERS = (
     "smooth-or-featured_smooth",
     "smooth-or-featured_featured-or-disk",
@@ -28,6 +34,8 @@ KEY_ANSWERS = (
 def plot_coverage(coverage: pd.DataFrame, out_path: str | Path) -> None:
     """W+20 coverage: predicted vs observed probability of k within E[k] ± e, per answer."""
     fig, ax = plt.subplots(figsize=(5.5, 5))
+    if coverage.empty:
+        _note(ax, "No test galaxy has enough votes\nto measure coverage (evaluate.min_votes)")
     answers = [a for a in coverage["answer"].unique() if _plain(a) in KEY_ANSWERS] or list(
         coverage["answer"].unique()[:5]
     )
@@ -143,6 +151,13 @@ def plot_posteriors(
     """The W+20 posterior figure, one galaxy per row: the image | one pass's posterior over the
     answer's vote count | every pass in grey with their mixture, the observed count marked."""
     answer = answer or schema.label_cols[0]
+    if len(ids) == 0:
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.axis("off")
+        _note(ax, "No test galaxies: no posteriors to show")
+        fig.savefig(out_path, dpi=110)
+        plt.close(fig)
+        return
     i = schema.label_cols.index(answer)
     totals = schema.question_totals(votes)[:, schema.answer_question_index[i]].astype(int)
     candidates = np.flatnonzero(totals > 0)
@@ -207,10 +222,22 @@ def plot_run(
     out: Mapping[str, str],
     binomial_answer: str = "smooth-or-featured_smooth",
     seed: int = 0,
+    summary_path: str | Path | None = None,
 ) -> None:
-    """Every figure of one run: ``out`` names coverage, pit, posteriors and training paths."""
-    from zooflow.posteriors import read_predictions
+    """Every figure of one run: ``out`` names coverage, pit, posteriors and training paths, and
+    summary_table, the evaluation summary (``summary_path``) as the report's table."""
+    import json
 
+    from zooflow.posteriors import read_predictions
+    from zooflow.tables import evaluation_table, write_table
+
+    if summary_path is not None:
+        write_table(
+            evaluation_table(json.loads(Path(summary_path).read_text())),
+            out["summary_table"],
+            "Evaluation on the test set",
+            "Headline numbers; the same as evaluation/summary.json.",
+        )
     ids, votes, predictions, attrs = read_predictions(predictions_path)
     plot_coverage(pd.read_csv(coverage_path), out["coverage"])
     plot_pit(pd.read_csv(pit_path), schema, out["pit"])
@@ -258,7 +285,7 @@ def plot_learning_curves(curves: pd.DataFrame, saved: Mapping, out_path: str | P
         if m in curves and curves[m].notna().any()
     ]
     ncols = 3
-    nrows = int(np.ceil(len(metrics) / ncols))
+    nrows = max(int(np.ceil(len(metrics) / ncols)), 1)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
     for ax, metric in zip(axes.flat, metrics, strict=False):
         for strategy, part in curves.groupby("strategy"):
@@ -283,6 +310,8 @@ def plot_learning_curves(curves: pd.DataFrame, saved: Mapping, out_path: str | P
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
+    if not metrics:
+        _note(axes[0, 0], "No scores yet: the rounds have no test metrics")
     fig.tight_layout()
     fig.savefig(out_path, dpi=120)
     plt.close(fig)
@@ -317,6 +346,13 @@ def plot_savings_by_budget(by_budget: pd.DataFrame, out_path: str | Path) -> Non
         for strategy, rows in part.groupby("strategy"):
             # Gaps where no saving is defined (the baseline had not improved, or never reached).
             ax.plot(rows[budget], 100 * rows["labels_saved"], marker="o", ms=3, label=strategy)
+        if part["labels_saved"].notna().sum() == 0:
+            _note(
+                ax,
+                "no saving defined yet:\nneeds random and two rounds,\nand a score to reach"
+                if part.empty
+                else "no saving defined:\nrandom had not improved,\nor was never reached",
+            )
         ax.set_title(metric, fontsize=9)
         ax.set_xlabel(f"stopping budget ({budget.replace('_', ' ')})")
         ax.set_ylabel("labels saved (%)")
@@ -330,8 +366,8 @@ def plot_composition(composition: pd.DataFrame, out_path: str | Path) -> None:
     """Featured share of each round's acquisitions against the pool they were chosen from."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
     if composition.empty:
-        ax.text(0.5, 0.5, "no acquisitions yet", ha="center", va="center")
-    for strategy, part in composition.groupby("strategy"):
+        _note(ax, "no acquisitions yet")
+    for strategy, part in composition.groupby("strategy") if len(composition) else ():
         mean = part.groupby("round").mean(numeric_only=True)
         ax.plot(
             mean.index,
@@ -343,7 +379,8 @@ def plot_composition(composition: pd.DataFrame, out_path: str | Path) -> None:
     ax.set_xlabel("round")
     ax.set_ylabel("fraction featured (volunteer majority)")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
+    if len(composition):
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_path, dpi=120)
     plt.close(fig)
@@ -381,7 +418,7 @@ def plot_gallery(
                 galaxy = chosen.iloc[col]
                 image = f["images"][index[galaxy["id_str"]]]
                 ax.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
-                ax.set_title(f"{galaxy[measure]:.3f}", fontsize=8)
+                ax.set_title(f"{galaxy['id_str']}\n{galaxy[measure]:.3f}", fontsize=7)
             axes[row, 0].text(
                 -0.1,
                 0.5,
@@ -392,6 +429,8 @@ def plot_gallery(
                 ha="right",
                 fontsize=9,
             )
+        if all(chosen.empty for chosen in picks.values()):
+            _note(axes[0, n_galaxies // 2], "no galaxies waiting in the pool")
     fig.tight_layout()
     fig.savefig(out_path, dpi=110)
     plt.close(fig)

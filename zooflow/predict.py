@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from zooflow.posteriors import STRING
+from zooflow.runlog import Progress
 from zooflow.schema import Schema
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,16 @@ def iter_posterior_batches(
         )
 
 
+def _expected_count(manifests, ids, shard_group) -> int:
+    """Galaxies a prediction will write, for its progress: the wanted ones its shards hold."""
+    from zooflow.training import read_ids, shard_files
+
+    files, _ = shard_files(manifests, shard_group, verify_checksums=False)
+    in_shards = sum(count for _, count in files)
+    wanted = read_ids(ids)
+    return in_shards if wanted is None else min(in_shards, len(wanted))
+
+
 def predict_catalogue(
     model: str | Path | keras.Model,
     manifests: Sequence[str | Path],
@@ -164,6 +175,9 @@ def predict_catalogue(
         f.create_dataset("label_cols", data=np.array(schema.label_cols, dtype=object), dtype=STRING)
         # "shared": pass t is one dropout mask for every galaxy (joint samples across galaxies).
         f.attrs.update(head=head, passes=passes, schema=schema.name, dropout_masks="shared")
+        progress = Progress(
+            f"predict {out_path.stem}", _expected_count(manifests, ids, shard_group)
+        )
         for ids_batch, votes, samples in iter_posterior_batches(
             model,
             manifests,
@@ -181,6 +195,7 @@ def predict_catalogue(
             id_str[count : count + n] = ids_batch.astype(object)
             votes_ds[count : count + n] = votes
             count += n
+            progress.advance(n)
     tmp.replace(out_path)
     log.info("wrote %d galaxies x %d passes to %s", count, passes, out_path)
     return count

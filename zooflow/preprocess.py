@@ -24,6 +24,7 @@ from PIL import Image
 
 from zooflow.catalogue import read_catalogue_columns
 from zooflow.images import decode_image
+from zooflow.runlog import Progress
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,8 @@ def preprocess_catalogue(
             h5.attrs["greyscale"] = bool(greyscale)
             block: list[np.ndarray] = []
             written = 0
-            for image in parallel_map(prepare, tasks, threads):
+            progress = Progress("preprocess", n_images, "images")
+            for image in progress.iterate(parallel_map(prepare, tasks, threads)):
                 block.append(image)
                 if len(block) == _ROWS_PER_WRITE:
                     images[written : written + len(block)] = np.stack(block)

@@ -190,34 +190,6 @@ def acquire(
     return acquired
 
 
-def read_revealed_votes(path: str | Path, schema: Schema, acquired: set[str]) -> pd.DataFrame:
-    """Votes volunteers gave to acquired galaxies (a campaign's upload), checked row by row."""
-    votes = pd.read_csv(path, dtype={"id_str": str})
-    missing = [c for c in ["id_str", *schema.label_cols] if c not in votes.columns]
-    if missing:
-        raise ValueError(f"{path}: missing columns {missing[:5]}{'…' if len(missing) > 5 else ''}")
-    problems = []
-    for row, record in votes.iterrows():
-        if record["id_str"] not in acquired:
-            problems.append(f"row {row}: {record['id_str']!r} was not acquired this round")
-        counts = pd.to_numeric(record[schema.label_cols], errors="coerce").to_numpy(float)
-        bad = ~np.isfinite(counts) | (counts < 0) | (counts != np.round(counts))
-        if bad.any():
-            column = schema.label_cols[int(np.flatnonzero(bad)[0])]
-            problems.append(
-                f"row {row} ({record['id_str']}): vote count {record[column]!r} in {column} "
-                "is not a non-negative integer"
-            )
-    if votes["id_str"].duplicated().any():
-        problems.append(
-            f"galaxy {votes.loc[votes['id_str'].duplicated(), 'id_str'].iloc[0]!r} appears twice"
-        )
-    if problems:
-        raise ValueError(f"{path}: " + "; ".join(problems[:10]))
-    votes[schema.label_cols] = votes[schema.label_cols].astype(np.int64)
-    return votes[["id_str", *schema.label_cols]]
-
-
 def reveal(
     labelled_path: str | Path,
     unlabelled_path: str | Path,
@@ -226,25 +198,18 @@ def reveal(
     labelled_out: str | Path,
     unlabelled_out: str | Path,
     *,
-    catalogue_path: str | Path | None = None,
-    campaign_votes_path: str | Path | None = None,
+    catalogue_path: str | Path,
 ) -> pd.DataFrame:
-    """The oracle: acquired galaxies join the labelled set with their votes.
-
-    Simulated (``catalogue_path``): the held-back votes are read from the catalogue. Campaign
-    (``campaign_votes_path``): votes come from volunteers' classifications; acquired galaxies
-    that received none go back to the pool.
-    """
+    """The simulated oracle: acquired galaxies join the labelled set with their held-back votes."""
     labelled = pd.read_csv(labelled_path, dtype={"id_str": str})
     waiting = pd.read_csv(unlabelled_path, dtype={"id_str": str})
     acquired = pd.read_csv(acquired_path, dtype={"id_str": str})["id_str"]
-    if campaign_votes_path is not None:
-        new = read_revealed_votes(campaign_votes_path, schema, set(acquired))
-    elif catalogue_path is not None:
-        held_back = pd.read_parquet(catalogue_path, columns=["id_str", *schema.label_cols])
-        new = held_back.set_index("id_str").loc[acquired].reset_index()
-    else:
-        raise ValueError("the oracle needs the catalogue (simulated) or campaign votes")
+    held_back = pd.read_parquet(catalogue_path, columns=["id_str", *schema.label_cols])
+    new = held_back.set_index("id_str").loc[acquired].reset_index()
+    return _grow(labelled, waiting, new, schema, labelled_out, unlabelled_out)
+
+
+def _grow(labelled, waiting, new, schema, labelled_out, unlabelled_out) -> pd.DataFrame:
     overlap = set(new["id_str"]) & set(labelled["id_str"])
     if overlap:
         raise ValueError(f"galaxies acquired twice: {sorted(overlap)[:3]}")
@@ -259,3 +224,119 @@ def reveal(
         len(still_waiting),
     )
     return grown
+
+
+def reveal_campaign(
+    labelled_path: str | Path,
+    unlabelled_path: str | Path,
+    schema: Schema,
+    labelled_out: str | Path,
+    unlabelled_out: str | Path,
+    rejected_out: str | Path,
+    *,
+    asked: Sequence[str | Path],
+    votes: Sequence[str | Path],
+    tree_tolerance: float = 0.1,
+    tree_tolerance_votes: float = 1,
+    max_rejected_fraction: float = 0.05,
+) -> pd.DataFrame:
+    """A campaign's oracle: volunteers' votes for galaxies that were asked for join the labelled set.
+
+    ``asked`` are the published ``to_label.csv`` of every earlier round and ``votes`` their
+    ``votes.csv``, oldest first. A galaxy still waiting in the pool joins with the votes of the
+    latest file that has a row for it, so votes that arrive late (an earlier round's file that
+    grew after the next round was built) join this round. Every row gets ingest's checks (see
+    :func:`zooflow.catalogue.check_votes`); a failing row, or one for a galaxy nobody asked
+    for, goes to ``rejected_out`` with its reason and its galaxy stays in the pool, as does a
+    galaxy whose row is empty or all zero. More than ``max_rejected_fraction`` of the rows
+    rejected stops the step, as in ingest. Rows of galaxies labelled earlier are ignored.
+    """
+    from zooflow.catalogue import ID_COLUMN, REJECTED_COLUMNS, ROW_COLUMN, check_votes
+
+    labelled = pd.read_csv(labelled_path, dtype={"id_str": str})
+    waiting = pd.read_csv(unlabelled_path, dtype={"id_str": str})
+    already = set(labelled["id_str"])
+    asked_ids = set()
+    for path in asked:
+        asked_ids |= set(pd.read_csv(path, dtype={"id_str": str})["id_str"])
+    waiting_ids = set(waiting["id_str"])
+
+    accepted: dict[str, np.ndarray] = {}
+    rejected: list[dict] = []
+    settled_by: dict[str, str] = {}  # galaxy -> the (latest) votes file that decided it
+    no_votes_yet: set[str] = set()
+    n_ignored = 0
+    for path in reversed([str(p) for p in votes]):
+        table = pd.read_csv(path, dtype={"id_str": str})
+        missing = [c for c in ["id_str", *schema.label_cols] if c not in table.columns]
+        if missing:
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise ValueError(
+                f"{path} lacks columns {missing[:5]}{more}: a votes file has id_str and one "
+                "column per answer of the tree, named as in the catalogue"
+            )
+        checked = check_votes(
+            table,
+            schema,
+            tree_tolerance=tree_tolerance,
+            tree_tolerance_votes=tree_tolerance_votes,
+        )
+        for row, galaxy in enumerate(checked.ids):
+            if galaxy in already:
+                n_ignored += 1
+                continue
+            if settled_by.get(galaxy, path) != path:
+                continue  # a later round's file has this galaxy
+            reasons = checked.reasons[row]
+            if not reasons and not checked.labelled[row]:
+                no_votes_yet.add(galaxy)  # it waits, and an older file's votes may still count
+                continue
+            if not reasons and galaxy not in asked_ids:
+                reasons = [f"{galaxy!r} was never asked for (it is in no round's to_label.csv)"]
+            elif not reasons and galaxy not in waiting_ids:
+                reasons = [f"{galaxy!r} is not waiting in the pool"]
+            if reasons:
+                rejected.append(
+                    {
+                        ID_COLUMN: galaxy or "",
+                        "file": path,
+                        "reason": "; ".join(reasons),
+                        ROW_COLUMN: row,
+                    }
+                )
+            else:
+                accepted[galaxy] = checked.counts[row]
+            if galaxy is not None:
+                settled_by[galaxy] = path
+
+    report = pd.DataFrame(rejected, columns=REJECTED_COLUMNS)
+    Path(rejected_out).parent.mkdir(parents=True, exist_ok=True)
+    report.to_csv(rejected_out, index=False)
+    n_rows = len(accepted) + len(report)
+    if n_rows and len(report) / n_rows > max_rejected_fraction:
+        examples = "\n".join(
+            f"  {file} row {row} ({ident!r}): {reason}"
+            for file, row, ident, reason in report.head(5)[
+                ["file", ROW_COLUMN, ID_COLUMN, "reason"]
+            ].itertuples(index=False)
+        )
+        raise ValueError(
+            f"{len(report)} of {n_rows} campaign vote rows rejected ({len(report) / n_rows:.1%}), "
+            f"more than ingest.max_rejected_fraction={max_rejected_fraction:.1%}. Fix or remove "
+            f"them in the votes file and run again; every reason is in {rejected_out}, the first "
+            f"ones:\n{examples}"
+        )
+    if len(report):
+        log.warning(
+            "%d vote rows rejected (their galaxies stay in the pool); reasons in %s",
+            len(report),
+            rejected_out,
+        )
+    no_votes_yet -= set(accepted)
+    if no_votes_yet:
+        log.info("%d galaxies have no votes yet and stay in the pool", len(no_votes_yet))
+    if n_ignored:
+        log.info("%d rows are for galaxies labelled in an earlier round: ignored", n_ignored)
+    new = pd.DataFrame(list(accepted.values()), columns=schema.label_cols, dtype=np.int64)
+    new.insert(0, "id_str", list(accepted))
+    return _grow(labelled, waiting, new, schema, labelled_out, unlabelled_out)

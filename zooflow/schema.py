@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-BUILTIN_TREES = ("gz2", "decals_dr5")
+from zooflow.trees import BUILTIN_TREES
+
 TOTAL_VOTES_SUFFIX = "_total-votes"
 
 
@@ -158,7 +159,8 @@ def _tree_source(name_or_path: str | Path) -> tuple[str, str]:
     path = Path(name_or_path)
     if not path.is_file():
         raise SchemaError(
-            f"{name_or_path!r} is neither a built-in tree {BUILTIN_TREES} nor a YAML file"
+            f"{str(name_or_path)!r} is neither a built-in tree ({', '.join(BUILTIN_TREES)}) nor "
+            "an existing YAML file"
         )
     return path.read_text(), str(path)
 
@@ -166,7 +168,13 @@ def _tree_source(name_or_path: str | Path) -> tuple[str, str]:
 def load_schema(name_or_path: str | Path, question_suffix: str = "") -> Schema:
     """Load a built-in tree (``gz2``, ``decals_dr5``) or a user's YAML tree."""
     text, where = _tree_source(name_or_path)
-    raw = yaml.safe_load(text)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f", line {mark.line + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or err
+        raise SchemaError(f"{where}{line}: not valid YAML ({problem})") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("questions"), list):
         raise SchemaError(f"{where}: expected a mapping with a 'questions' list")
     questions: list[Question] = []

@@ -38,6 +38,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import tensorflow as tf
 
+from zooflow.jsonfile import dumps
+from zooflow.runlog import Progress
 from zooflow.schema import Schema
 from zooflow.splits import SPLITS
 
@@ -329,11 +331,16 @@ def write_all_shards(
         image_shape = [int(n) for n in h5["images"].shape[1:]]
         writer = _ShardWriter(h5["images"], ids, votes, png_compress_level)
         all_jobs = [job for jobs in jobs_of.values() for job in jobs]
+        progress = Progress("shards", sum(len(job.rows) for job in all_jobs))
+
+        def counted(entries):
+            return list(progress.iterate(entries, size=lambda entry: entry["count"]))
+
         if threads == 1 or len(all_jobs) <= 1:
-            written = [writer(job) for job in all_jobs]
+            written = counted(map(writer, all_jobs))
         else:
             with ThreadPoolExecutor(min(threads, len(all_jobs))) as pool:
-                written = list(pool.map(writer, all_jobs))
+                written = counted(pool.map(writer, all_jobs))
 
     manifests = {}
     entries = iter(written)
@@ -353,7 +360,7 @@ def write_all_shards(
             "examples_per_shard": int(examples_per_shard),
             "files": files,
         }
-        _write_atomically(out_dir / MANIFEST_NAME, json.dumps(manifests[split], indent=2) + "\n")
+        _write_atomically(out_dir / MANIFEST_NAME, dumps(manifests[split], indent=2) + "\n")
         log.info(
             "split %r: %d galaxies in %d shards of up to %d -> %s",
             split,

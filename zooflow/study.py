@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from zooflow.jsonfile import write_json
 from zooflow.schema import Schema
 
 log = logging.getLogger(__name__)
@@ -353,17 +354,6 @@ def acquisition_composition(
     return pd.DataFrame(rows)
 
 
-def _strict(value):
-    """NaN and infinities as null, so the JSON is valid for every reader."""
-    if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_strict(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
-
-
 def _percent(value) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:.0f}%"
 
@@ -383,6 +373,7 @@ def summarise_rounds(
     composition_figure paths. Without the baseline among the strategies, ``saved`` says so.
     """
     from zooflow.plots import plot_composition, plot_learning_curves, plot_savings_by_budget
+    from zooflow.tables import labels_saved_table, write_table
 
     curves = collect_learning_curves(run_dirs)
     saved = labels_saved_by_strategy(curves, baseline=baseline)
@@ -398,7 +389,7 @@ def summarise_rounds(
     composition = acquisition_composition(run_dirs, catalogue_path, schema)
     curves.to_csv(out["curves"], index=False)
     composition.to_csv(out["composition"], index=False)
-    Path(out["saved"]).write_text(json.dumps(_strict(record), indent=2, allow_nan=False))
+    write_json(out["saved"], record)  # a saving that is undefined (NaN) is written as null
     for strategy, by_metric in saved.items():
         for metric, numbers in by_metric.items():
             interval = numbers.get("labels_saved_interval")
@@ -416,6 +407,30 @@ def summarise_rounds(
                 _percent(numbers["acquired_labels_saved"]),
                 f"; {numbers['note']}" if numbers["note"] else "",
             )
+    write_table(
+        curves,
+        out["curves_table"],
+        "Learning curves",
+        "One row per strategy, seed and round: labelled galaxies and the test scores "
+        "(lower is better). The same as learning_curves.csv.",
+    )
+    write_table(
+        labels_saved_table(saved, baseline),
+        out["saved_table"],
+        f"Labels saved against {baseline}",
+        f"How many fewer labels each strategy needed to reach {baseline}'s final score, as a "
+        f"share of all of {baseline}'s labels and of those it acquired, with a 90% bootstrap "
+        "interval over seeds; n/a where there is nothing to reach or it was never reached (see "
+        "the note). The same as labels_saved.json."
+        + ("" if saved else f" {record.get('note', '')}"),
+    )
+    write_table(
+        by_budget,
+        out["by_budget_table"],
+        "Labels saved at every stopping budget",
+        "The saving had the study stopped after each round. The same as "
+        "labels_saved_by_budget.csv.",
+    )
     plot_learning_curves(curves, saved, out["figure"])
     plot_savings_by_budget(by_budget, out["by_budget_figure"])
     plot_composition(composition, out["composition_figure"])

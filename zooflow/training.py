@@ -9,9 +9,11 @@ CSV log survive in a state folder next to the outputs until training completes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,11 +23,15 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from zooflow.jsonfile import write_json
+from zooflow.runlog import epoch_line, training_outcome
 from zooflow.schema import Schema
 
 log = logging.getLogger(__name__)
 
 HEADS = ("dirichlet", "binomial")
+# In the state folder: the training job holds a lock on it (runlog.exclusive), kept by a fresh start.
+STATE_LOCK = "lock"
 
 
 class TrainingDiverged(RuntimeError):
@@ -300,6 +306,88 @@ def _best_logged_val_loss(csv_log: Path) -> float | None:
     return float(logged["val_loss"].min())
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def training_parameters(
+    config: TrainingConfig,
+    seed: int,
+    labels: pd.DataFrame | None,
+    train_manifests: Sequence[str | Path],
+    val_manifests: Sequence[str | Path],
+    *,
+    initial_model: str | Path | None = None,
+) -> dict:
+    """Everything a training's result depends on: its settings, seed and data (as digests)."""
+    training_set = (
+        "every galaxy in the shards"
+        if labels is None
+        else _sha256(labels.sort_values("id_str").to_csv(index=False).encode())
+    )
+    return {
+        **asdict(config),
+        "seed": seed,
+        "labelled set": training_set,
+        "training shards": [_sha256(manifest_path(m).read_bytes()) for m in train_manifests],
+        "validation shards": [_sha256(manifest_path(m).read_bytes()) for m in val_manifests],
+        "initial model": None
+        if initial_model is None
+        else _sha256(Path(initial_model).read_bytes()),
+        "pretrained weights": (
+            _sha256(Path(config.weights_path).read_bytes()) if config.weights_path else None
+        ),
+    }
+
+
+def _change(key: str, before: dict, after) -> str:
+    """'epochs 40 -> 10'; digests and other long values by name only."""
+    if key in before and max(len(repr(before[key])), len(repr(after))) < 30:
+        return f"{key} {before[key]} -> {after}"
+    return f"{key} changed"
+
+
+def resume_only_if_unchanged(state_dir: Path, parameters: dict) -> None:
+    """Keep a killed training's state only if it was written under the same ``parameters``.
+
+    A state from other settings (more epochs, another learning rate, another labelled set) would
+    mix two trainings in one history, so it is removed and the training starts afresh, saying
+    which parameters changed. The parameters and their hash are stored with the state.
+    """
+    stamp = state_dir / "parameters.json"
+    digest = _sha256(json.dumps(parameters, sort_keys=True, default=str).encode())
+    kept = [p for p in state_dir.glob("*") if p.name != STATE_LOCK]
+    if kept:
+        try:
+            recorded = json.loads(stamp.read_text())
+        except (OSError, ValueError):
+            recorded = {}
+        if recorded.get("sha256") == digest:
+            log.info("resuming the interrupted training kept in %s", state_dir)
+        else:
+            before = recorded.get("parameters", {})
+            changed = [
+                _change(k, before, parameters[k])
+                for k in parameters
+                if before.get(k) != parameters[k]
+            ]
+            detail = ", ".join(changed)
+            log.warning(
+                "%s was left by a training with other parameters (%s): starting afresh",
+                state_dir,
+                detail or "none recorded",
+            )
+            for path in kept:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(
+        json.dumps({"sha256": digest, "parameters": parameters}, indent=2, default=str)
+    )
+
+
 def train_model(
     train_manifests: Sequence[str | Path],
     val_manifests: Sequence[str | Path],
@@ -323,8 +411,13 @@ def train_model(
     checkpoint, the CSV log); it is removed once training completes and the outputs are written.
     """
     model_path, history_path, state_dir = Path(model_path), Path(history_path), Path(state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
     labels = None if labels is None else read_labels(labels, schema)
+    resume_only_if_unchanged(
+        state_dir,
+        training_parameters(
+            config, seed, labels, train_manifests, val_manifests, initial_model=initial_model
+        ),
+    )
     strategy = configure_tensorflow(seed, config.deterministic, config.device)
     n_gpus = max(strategy.num_replicas_in_sync, 1)
     batch_size = config.batch_size * n_gpus
@@ -390,6 +483,7 @@ def train_model(
     nan_guard = _NaNGuard()
     callbacks = [
         keras.callbacks.BackupAndRestore(str(state_dir / "backup"), delete_checkpoint=True),
+        _EpochLog(config.epochs),
         nan_guard,
         *learning_rate_schedule(config),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
@@ -406,7 +500,7 @@ def train_model(
         epochs=config.epochs,
         callbacks=callbacks,
         shuffle=False,
-        verbose=2,
+        verbose=0,  # _EpochLog writes one line per epoch instead
     )
 
     history = pd.read_csv(csv_log)
@@ -417,6 +511,7 @@ def train_model(
         )
     if not best_path.exists():
         raise TrainingDiverged(f"no finite validation loss in {csv_log}; nothing to save")
+    log.info(training_outcome(history["val_loss"].tolist(), config.epochs, config.patience))
     model_path.parent.mkdir(parents=True, exist_ok=True)
     if fitted is model:
         shutil.copyfile(best_path, model_path)
@@ -424,8 +519,9 @@ def train_model(
         fitted.set_weights(keras.models.load_model(best_path, compile=False).get_weights())
         model.save(model_path)
     history.to_csv(history_path, index=False)
-    (model_path.parent / "training_config.json").write_text(
-        json.dumps({**asdict(config), "seed": seed, "n_train": n_train}, indent=2)
+    write_json(
+        model_path.parent / "training_config.json",
+        {**asdict(config), "seed": seed, "n_train": n_train},
     )
     shutil.rmtree(state_dir, ignore_errors=True)
     return history
@@ -482,6 +578,21 @@ def learning_rate_schedule(config: TrainingConfig) -> list[keras.callbacks.Callb
             )
         )
     return callbacks
+
+
+class _EpochLog(keras.callbacks.Callback):
+    """One log line per epoch, its losses and time (Keras' own progress output is off)."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+        self.started = time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        log.info(epoch_line(epoch, self.epochs, logs or {}, time.monotonic() - self.started))
 
 
 class _NaNGuard(keras.callbacks.TerminateOnNaN):

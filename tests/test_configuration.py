@@ -1,0 +1,85 @@
+"""A configuration mistake stops the run naming the key or file, the line, and the fix."""
+
+import pytest
+
+from zooflow.configuration import ConfigError, check_settings, readable_yaml
+
+
+def _settings(**overrides):
+    config = {
+        "schema": {"tree": "decals_dr5", "question_suffix": ""},
+        "data": {"source": "mock", "catalogue": "", "images": ""},
+    }
+    for section, values in overrides.items():
+        config[section].update(values)
+    return config
+
+
+def test_a_yaml_mistake_names_its_file_line_and_column(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("train:\n  epochs: 3\n   patience: 2\n")
+    with pytest.raises(ConfigError, match=rf"^{config}, line 3, column 12: not valid YAML"):
+        readable_yaml(config)
+    config.write_text("train:\n  epochs: 3\n")
+    assert readable_yaml(config) == str(config)
+
+
+def test_an_unknown_tree_names_the_key_and_the_built_in_trees():
+    with pytest.raises(ConfigError) as raised:
+        check_settings(_settings(schema={"tree": "decals"}))
+    assert str(raised.value) == (
+        "schema.tree: 'decals' is neither a built-in tree (gz2, decals_dr5) nor an existing "
+        "YAML file"
+    )
+
+
+def test_a_malformed_tree_file_is_named_with_its_line(tmp_path):
+    tree = tmp_path / "my_tree.yaml"
+    tree.write_text("questions:\n  - name: shape\n    answers: [round, cigar\n")
+    with pytest.raises(ConfigError, match=rf"^schema.tree: {tree}, line 4, column 1: not valid"):
+        check_settings(_settings(schema={"tree": str(tree)}))
+
+
+@pytest.mark.parametrize("empty", ["catalogue", "images"])
+def test_a_real_catalogue_without_its_files_names_the_empty_key(empty):
+    data = {"source": "catalogue", "catalogue": "votes.csv", "images": "images"}
+    data[empty] = ""
+    with pytest.raises(ConfigError, match=f"^data.source is 'catalogue' but data.{empty} is empty"):
+        check_settings(_settings(data=data))
+
+
+def test_nested_command_line_overrides_take_the_schemas_types():
+    """Snakemake hands `--config preprocess='{greyscale: false}'` over as {'greyscale': 'false'}."""
+    from conftest import REPO
+    from zooflow.configuration import type_by_schema
+
+    config = {
+        "preprocess": {"greyscale": "false", "image_size": "48", "crop_fraction": "0.5"},
+        "train": {"dropout_rate": "null", "epochs": "many", "binomial_answer": "true"},
+        "active_learning": {"seeds": ["1", "2"], "question_weights": {"bar": "2"}},
+    }
+    type_by_schema(config, REPO / "config" / "schema.yaml")
+    assert config["preprocess"] == {"greyscale": False, "image_size": 48, "crop_fraction": 0.5}
+    # A string the schema wants stays a string; a wrong value is left for validation to name.
+    assert config["train"] == {"dropout_rate": None, "epochs": "many", "binomial_answer": "true"}
+    assert config["active_learning"] == {"seeds": [1, 2], "question_weights": {"bar": 2}}
+
+
+def test_config_readme_describes_every_key_of_the_schema():
+    """The workflow catalog shows config/README.md as the configuration's documentation."""
+    import re
+
+    import yaml
+
+    from conftest import REPO
+
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    readme = (REPO / "config" / "README.md").read_text()
+    sections = dict(re.findall(r"^## `(\w+)`[^\n]*\n(.*?)(?=^## |\Z)", readme, flags=re.M | re.S))
+    for section, spec in schema["properties"].items():
+        if "properties" not in spec:  # a top-level key such as seed
+            assert re.search(rf"^\| `{section}` \|", readme, flags=re.M), section
+            continue
+        assert section in sections, f"config/README.md has no section for {section}"
+        for key in spec["properties"]:
+            assert re.search(rf"^\| `{key}` \|", sections[section], flags=re.M), f"{section}.{key}"
