@@ -48,7 +48,8 @@ wildcard_constraints:
 def library(script):
     """Every zooflow module ``scripts/{script}.py`` imports, directly or through other zooflow
     modules (zooflow.dependencies reads them from the code), so that editing any module a job
-    runs reruns it: Snakemake follows a script's own mtime but not the modules it imports."""
+    runs reruns it: Snakemake follows a script's own mtime but not the modules it imports.
+    """
     return [
         str(path)
         for path in import_closure(
