@@ -587,6 +587,15 @@ def run_snakemake(
     )
 
 
+def cluster_did_not_start(err: Exception) -> None:
+    """Installed but not starting: in CI (.ci/run sets ZOOFLOW_CI) a failure, so that a green CI
+    means the SLURM path ran; elsewhere a skip, since the machine may simply not allow it."""
+    message = f"the SLURM test cluster is installed but did not start: {err}"
+    if os.environ.get("ZOOFLOW_CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def slurm_skip_reason() -> str | None:
     """Why the SLURM tests cannot run here, or None when they can."""
     if sys.platform != "linux":
@@ -608,7 +617,10 @@ def slurm_cluster_fixture() -> Iterator[SlurmCluster]:
         pytest.skip(reason)
     root = Path(tempfile.mkdtemp(prefix="zooflow-slurm-"))
     try:
-        cluster = start_cluster(root)
+        try:
+            cluster = start_cluster(root)
+        except SlurmClusterError as err:
+            cluster_did_not_start(err)
         try:
             yield cluster
         finally:

@@ -483,3 +483,15 @@ def test_real_workflow_on_slurm_matches_a_local_run(slurm_cluster: SlurmCluster,
     compared = assert_same_outputs(workdirs["local"] / "results", workdirs["slurm"] / "results")
     assert any(path.endswith("_posteriors.parquet") for path in compared), compared
     assert any(path.endswith(".keras") for path in compared), compared
+
+
+def test_in_ci_an_installed_cluster_that_does_not_start_fails_instead_of_skipping(monkeypatch):
+    from slurm_cluster import SlurmClusterError, cluster_did_not_start
+
+    error = SlurmClusterError("slurmctld exited")
+    monkeypatch.delenv("ZOOFLOW_CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="did not start: slurmctld exited"):
+        cluster_did_not_start(error)
+    monkeypatch.setenv("ZOOFLOW_CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="did not start: slurmctld exited"):
+        cluster_did_not_start(error)
