@@ -1,6 +1,6 @@
 """Snakemake entry point: score the waiting pool and acquire this round's galaxies."""
 
-from zooflow.rounds import acquire
+from zooflow.acquisition import acquire
 from zooflow.runlog import log_to
 from zooflow.schema import load_schema
 

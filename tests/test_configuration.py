@@ -49,17 +49,19 @@ def test_a_real_catalogue_without_its_files_names_the_empty_key(empty):
 
 
 def test_nested_command_line_overrides_take_the_schemas_types():
-    """Snakemake hands `--config preprocess='{greyscale: false}'` over as {'greyscale': 'false'}."""
+    """Snakemake hands `--config predict='{calibrate: false}'` over as {'calibrate': 'false'}."""
     from conftest import REPO
     from zooflow.configuration import type_by_schema
 
     config = {
-        "preprocess": {"greyscale": "false", "image_size": "48", "crop_fraction": "0.5"},
+        "preprocess": {"image_size": "48", "crop_fraction": "0.5"},
+        "predict": {"calibrate": "false"},
         "train": {"dropout_rate": "null", "epochs": "many", "binomial_answer": "true"},
         "active_learning": {"seeds": ["1", "2"], "question_weights": {"bar": "2"}},
     }
     type_by_schema(config, REPO / "config" / "schema.yaml")
-    assert config["preprocess"] == {"greyscale": False, "image_size": 48, "crop_fraction": 0.5}
+    assert config["preprocess"] == {"image_size": 48, "crop_fraction": 0.5}
+    assert config["predict"] == {"calibrate": False}
     # A string the schema wants stays a string; a wrong value is left for validation to name.
     assert config["train"] == {"dropout_rate": None, "epochs": "many", "binomial_answer": "true"}
     assert config["active_learning"] == {"seeds": [1, 2], "question_weights": {"bar": 2}}

@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from zooflow.acquisition import acquire
 from zooflow.plots import gallery_picks
 from zooflow.posteriors import STRING
-from zooflow.rounds import acquire, reveal, reveal_campaign, share_first_round, start_rounds
+from zooflow.rounds import reveal, reveal_campaign, share_first_round, start_rounds
 from zooflow.study import (
     collect_learning_curves,
     labels_needed,

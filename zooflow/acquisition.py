@@ -1,42 +1,47 @@
-"""Acquisition functions for active learning: which galaxies should volunteers label next?
+"""Acquisition for active learning: which galaxies should volunteers label next?
 
-Predictions arrive as T Monte-Carlo-dropout samples per galaxy (Walmsley et al. 2020, "W+20").
-Each sample t defines a distribution p_t(k) over the vote counts k a galaxy would receive; the
-ensemble predictive is p̄(k) = mean_t p_t(k). BALD scores a galaxy by the mutual information
-between the votes and the model parameters,
+Predictions arrive as T Monte-Carlo-dropout samples per galaxy (Walmsley et al. 2020, "W+20"):
+binomial ρ (G, T) for one answer, or Dirichlet concentrations (G, A, T) for the whole tree.
 
-    MI = H[p̄] − mean_t H[p_t],        H[p] = −Σ_k p(k) ln p(k)   (nats),
-
-which is high only when the samples are individually confident but disagree with each other.
-The "max_entropy" baseline keeps just the first term, so it also favours galaxies that every
-sample agrees are ambiguous (nothing to learn from labelling them).
-
-Two prediction heads are supported:
-
-* binomial (W+20): ρ samples, shape (G, T); p_t = Binomial(N, ρ_t) over k = 0..N votes.
-* Dirichlet (Zoobot / GZ DECaLS): concentrations α, shape (G, A, T), answers in
-  ``schema.label_cols`` order; for each question q, p_t = Dirichlet-multinomial(N_q, α_q,t) over
-  the ways N_q volunteers can split between the question's answers.
-
-For the Dirichlet head, BALD is by default the information gain of the galaxy's whole vote
-vector (``information="joint"``, :func:`zooflow.information.expected_information_gain`): the
-votes of every question together, with the number of volunteers reaching a question as random as
-it is. ``information="question_sum"`` keeps the earlier score, a sum of per-question terms
-(:func:`bald_dirichlet_multinomial`). ``epig`` scores what a galaxy's votes would tell us about
-the votes of a sample of the pool (the galaxies we will predict) rather than about the model.
+* ``bald``: the mutual information between the model and the galaxy's votes. For the Dirichlet
+  head by default the information gain of the galaxy's whole vote vector (``information="joint"``,
+  :func:`zooflow.information.expected_information_gain`), with the number of volunteers reaching
+  a question as random as it is; ``information="question_sum"`` keeps the earlier sum of
+  per-question terms (:func:`zooflow.bald.bald_dirichlet_multinomial`). Binomial: exact
+  (:func:`zooflow.bald.bald_binomial`).
+* ``epig``: what a galaxy's votes would tell us about the votes of a sample of the pool (the
+  galaxies we will predict) rather than about the model (:mod:`zooflow.information`).
+* ``power_bald``: BALD's batch drawn in proportion to the score; ``max_entropy``: the predictive
+  entropy alone (it also favours galaxies that every sample agrees are ambiguous); ``random``.
 
 Every acquisition function is registered by name in :data:`ACQUISITION_FUNCTIONS` and called
-through :func:`acquire_scores`; :func:`top_k` turns scores into an ordered list of galaxy ids.
+through :func:`acquire_scores`; :func:`top_k` turns scores into an ordered list of galaxy ids and
+:func:`acquire` is the workflow's step (scores and acquisitions of one round, as CSV files).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-from scipy.special import entr, gammaln
+import pandas as pd
 
+from zooflow.bald import (
+    DEFAULT_EXACT_OUTCOME_LIMIT,
+    DEFAULT_MC_DRAWS_PER_SAMPLE,
+    AcquisitionError,
+    DirichletMultinomialTerms,
+    bald_binomial,
+    bald_dirichlet_multinomial,
+    binomial_entropies,
+    combine_questions,
+    dirichlet_multinomial_entropies,
+    mean_predicted_fractions,
+    question_weight_vector,
+)
 from zooflow.information import (
     DEFAULT_DRAWS_PER_SAMPLE,
     epig,
@@ -47,8 +52,9 @@ from zooflow.information import (
     n_vote_compositions,
     vote_compositions,
 )
-from zooflow.runlog import Progress
 from zooflow.schema import Schema
+
+log = logging.getLogger(__name__)
 
 HEADS = ("dirichlet", "binomial")
 INFORMATION_ESTIMATORS = ("joint", "question_sum")
@@ -58,399 +64,24 @@ __all__ = [
     "ACQUISITION_FUNCTIONS",
     "AcquisitionError",
     "AcquisitionResult",
+    "DirichletMultinomialTerms",
+    "acquire",
     "acquire_scores",
     "bald_binomial",
     "bald_dirichlet_multinomial",
+    "binomial_entropies",
+    "dirichlet_multinomial_entropies",
     "epig",
     "epig_binomial",
     "expected_information_gain",
     "expected_predictive_information_gain",
+    "mean_predicted_fractions",
+    "n_vote_compositions",
+    "question_weight_vector",
     "register",
     "top_k",
     "vote_compositions",
 ]
-
-# Largest temporary array (float64 elements) one vectorised chunk may build: small enough to
-# stay in cache-sized pieces and bounded memory, large enough to amortise Python overhead.
-_BINOMIAL_CHUNK_ELEMENTS = 1 << 18
-_DM_CHUNK_ELEMENTS = 1 << 20
-
-DEFAULT_EXACT_OUTCOME_LIMIT = 1000
-DEFAULT_MC_DRAWS_PER_SAMPLE = 8
-
-
-class AcquisitionError(ValueError):
-    """Predictions or settings that an acquisition function cannot score."""
-
-
-# --- input checks -------------------------------------------------------------------------------
-
-
-def _first_bad_row(bad: np.ndarray) -> int:
-    """Index of the first galaxy (axis 0) with any flagged entry."""
-    return int(np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1))[0])
-
-
-def _check_rho(rho_samples: np.ndarray) -> np.ndarray:
-    rho = np.asarray(rho_samples, dtype=np.float64)
-    if rho.ndim == 3 and rho.shape[1] == 1:
-        rho = rho[:, 0, :]
-    if rho.ndim != 2:
-        raise AcquisitionError(
-            f"binomial ρ samples must have shape (galaxies, samples) or (galaxies, 1, samples); "
-            f"got {rho.shape}"
-        )
-    bad = ~((rho >= 0.0) & (rho <= 1.0))  # also catches NaN
-    if bad.any():
-        row = _first_bad_row(bad)
-        raise AcquisitionError(
-            f"binomial ρ samples: galaxy row {row} has values outside [0, 1] "
-            f"(e.g. {rho[row][bad[row]][0]!r})"
-        )
-    return rho
-
-
-def _check_votes(n_votes: int | np.ndarray, n_galaxies: int, what: str) -> np.ndarray:
-    votes = np.asarray(n_votes)
-    if votes.ndim == 0:
-        votes = np.full(n_galaxies, votes)
-    if votes.shape != (n_galaxies,):
-        raise AcquisitionError(
-            f"{what} must be one integer or one per galaxy ({n_galaxies},); got shape {votes.shape}"
-        )
-    as_float = votes.astype(np.float64)
-    bad = ~(np.isfinite(as_float) & (as_float >= 0) & (as_float == np.round(as_float)))
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise AcquisitionError(
-            f"{what}: galaxy row {row} has {votes[row]!r}; expected a whole number >= 0"
-        )
-    return as_float.astype(np.int64)
-
-
-def _check_concentrations(concentration_samples: np.ndarray, schema: Schema) -> np.ndarray:
-    alpha = np.asarray(concentration_samples, dtype=np.float64)
-    if alpha.ndim != 3 or alpha.shape[1] != schema.n_answers:
-        raise AcquisitionError(
-            f"Dirichlet concentrations must have shape (galaxies, {schema.n_answers} answers of "
-            f"tree {schema.name!r}, samples); got {alpha.shape}"
-        )
-    if alpha.shape[2] < 1:
-        raise AcquisitionError("Dirichlet concentrations have no dropout samples (T = 0)")
-    bad = ~(np.isfinite(alpha) & (alpha > 0))
-    if bad.any():
-        row = _first_bad_row(bad)
-        answer = int(np.flatnonzero(bad[row].any(axis=1))[0])
-        raise AcquisitionError(
-            f"Dirichlet concentrations: galaxy row {row}, answer {schema.label_cols[answer]!r} "
-            f"has {alpha[row, answer][bad[row, answer]][0]!r}; concentrations must be finite and > 0"
-        )
-    return alpha
-
-
-def question_weight_vector(
-    schema: Schema, question_weights: Mapping[str, float] | None = None
-) -> np.ndarray:
-    """Per-question weights in tree order.
-
-    ``None`` weights every question 1. A mapping weights the questions it names and gives every
-    other question 0, so ``{"bar": 1}`` targets bars alone.
-    """
-    if question_weights is None:
-        return np.ones(schema.n_questions)
-    unknown = sorted(set(question_weights) - set(schema.question_names))
-    if unknown:
-        raise AcquisitionError(
-            f"question_weights names {unknown}, which tree {schema.name!r} does not have; "
-            f"its questions are {schema.question_names}"
-        )
-    weights = np.array([float(question_weights.get(q, 0.0)) for q in schema.question_names])
-    if not np.all(np.isfinite(weights) & (weights >= 0)):
-        raise AcquisitionError(f"question_weights must be finite and >= 0; got {question_weights}")
-    return weights
-
-
-# --- binomial head ------------------------------------------------------------------------------
-
-
-def _binomial_entropies_fixed_n(rho: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(H[p̄], mean_t H[p_t]) for Binomial(n, ρ_t) vote distributions; ρ is (G, T).
-
-    In log space, ln p_t(k) = ln C(n, k) + n ln(1 − ρ_t) + k logit(ρ_t), an outer product that
-    needs one exp per element. The per-sample entropy then has a closed form apart from one
-    matrix product:  H[p_t] = n·h(ρ_t) − Σ_k p_t(k) ln C(n, k),  h(ρ) = −ρ ln ρ − (1−ρ) ln(1−ρ).
-    """
-    n_galaxies, n_samples = rho.shape
-    counts = np.arange(n + 1, dtype=np.float64)
-    log_binom_coef = gammaln(n + 1.0) - gammaln(counts + 1.0) - gammaln(n - counts + 1.0)
-    # ρ of exactly 0 or 1 would make the logit infinite; nudging it by one rounding step moves
-    # about N × 1e-16 of probability, far below anything a ranking can see.
-    tiny, below_one = np.finfo(np.float64).tiny, 1.0 - np.finfo(np.float64).epsneg
-
-    predictive_entropy = np.empty(n_galaxies)
-    expected_entropy = np.empty(n_galaxies)
-    chunk = max(1, _BINOMIAL_CHUNK_ELEMENTS // (n_samples * (n + 1)))
-    buffer = np.empty((chunk * n_samples, n + 1))
-    for start in range(0, n_galaxies, chunk):
-        stop = min(start + chunk, n_galaxies)
-        size = stop - start
-        clipped = np.clip(rho[start:stop], tiny, below_one).reshape(-1)
-        log_one_minus = np.log1p(-clipped)
-        logit = np.log(clipped) - log_one_minus
-        pmf = buffer[: size * n_samples]
-        np.multiply(logit[:, None], counts, out=pmf)
-        pmf += (n * log_one_minus)[:, None]
-        pmf += log_binom_coef
-        np.exp(pmf, out=pmf)
-        # n·h(ρ) uses the unclipped ρ: entr(x) = −x ln x with entr(0) = 0.
-        exact_rho = rho[start:stop].reshape(-1)
-        n_times_h = n * (entr(exact_rho) + entr(1.0 - exact_rho))
-        per_sample = n_times_h - pmf @ log_binom_coef
-        expected_entropy[start:stop] = per_sample.reshape(size, n_samples).mean(axis=1)
-        mean_pmf = pmf.reshape(size, n_samples, n + 1).mean(axis=1)
-        predictive_entropy[start:stop] = entr(mean_pmf).sum(axis=1)
-    return predictive_entropy, expected_entropy
-
-
-def binomial_entropies(
-    rho_samples: np.ndarray, n_votes: int | np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact (H[p̄], mean_t H[p_t]) in nats for p_t = Binomial(N, ρ_t), each shape (G,).
-
-    ``rho_samples`` is (G, T) or (G, 1, T); ``n_votes`` is one N or one per galaxy.
-    """
-    rho = _check_rho(rho_samples)
-    votes = _check_votes(n_votes, rho.shape[0], "n_votes")
-    distinct = np.unique(votes)
-    if len(distinct) == 1:  # the usual case: no copy of a possibly huge array
-        return _binomial_entropies_fixed_n(rho, int(distinct[0]))
-    predictive = np.empty(rho.shape[0])
-    expected = np.empty(rho.shape[0])
-    for n in distinct:
-        rows = np.flatnonzero(votes == n)
-        predictive[rows], expected[rows] = _binomial_entropies_fixed_n(rho[rows], int(n))
-    return predictive, expected
-
-
-def bald_binomial(rho_samples: np.ndarray, n_votes: int | np.ndarray) -> np.ndarray:
-    """Exact BALD mutual information (nats) for the binomial head, shape (G,).
-
-    MI = H[mean_t Binomial(N, ρ_t)] − mean_t H[Binomial(N, ρ_t)], entropies over k = 0..N votes.
-    MI ≥ 0; rounding errors below zero are clipped to 0.
-    """
-    predictive, expected = binomial_entropies(rho_samples, n_votes)
-    return np.maximum(predictive - expected, 0.0)
-
-
-# --- Dirichlet-multinomial head -----------------------------------------------------------------
-
-
-def _log_rising_factorials(alpha: np.ndarray, n_max: int) -> np.ndarray:
-    """ln Γ(α + n) − ln Γ(α) = Σ_{j<n} ln(α + j) for n = 0..n_max, appended as a last axis."""
-    table = np.zeros(alpha.shape + (n_max + 1,))
-    if n_max > 0:
-        np.cumsum(np.log(alpha[..., None] + np.arange(n_max)), axis=-1, out=table[..., 1:])
-    return table
-
-
-def _dm_entropies_exact(alpha: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact (H[p̄], mean_t H[p_t]) for one question; ``alpha`` is (G, T, K), N fixed.
-
-    ln DM(c; N, α) = ln N! − Σ_k ln c_k! + Σ_k [ln Γ(α_k + c_k) − ln Γ(α_k)]
-                     − [ln Γ(α_0 + N) − ln Γ(α_0)],   α_0 = Σ_k α_k,
-    evaluated on every composition c of N by gathering from tables of rising factorials.
-    """
-    n_galaxies, n_samples, n_answers = alpha.shape
-    outcomes = vote_compositions(n, n_answers)
-    log_multinomial_coef = gammaln(n + 1.0) - gammaln(outcomes + 1.0).sum(axis=1)
-    # Column of c_k in the flattened (K, N+1) table of answer k.
-    table_columns = outcomes + np.arange(n_answers) * (n + 1)
-
-    predictive = np.empty(n_galaxies)
-    expected = np.empty(n_galaxies)
-    chunk = max(1, _DM_CHUNK_ELEMENTS // (n_samples * len(outcomes)))
-    for start in range(0, n_galaxies, chunk):
-        block = alpha[start : start + chunk]
-        size = block.shape[0]
-        tables = _log_rising_factorials(block, n).reshape(size * n_samples, -1)
-        total = _log_rising_factorials(block.sum(axis=2), n)[..., n].reshape(-1, 1)
-        log_pmf = log_multinomial_coef - total
-        for k in range(n_answers):
-            log_pmf = log_pmf + np.take(tables, table_columns[:, k], axis=1)
-        pmf = np.exp(log_pmf)
-        per_sample = -np.einsum("im,im->i", pmf, log_pmf)
-        expected[start : start + size] = per_sample.reshape(size, n_samples).mean(axis=1)
-        mean_pmf = pmf.reshape(size, n_samples, -1).mean(axis=1)
-        predictive[start : start + size] = entr(mean_pmf).sum(axis=1)
-    return predictive, expected
-
-
-def _log_mean_exp(values: np.ndarray, axis: int) -> np.ndarray:
-    """ln mean exp(values) along ``axis``, shifted by the maximum so nothing overflows."""
-    peak = values.max(axis=axis, keepdims=True)
-    shifted = np.exp(values - peak)
-    return np.log(shifted.mean(axis=axis)) + np.squeeze(peak, axis=axis)
-
-
-def _dm_entropies_monte_carlo(
-    alpha: np.ndarray, n: int, draws_per_sample: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Monte-Carlo (H[p̄], mean_t H[p_t]) for one question; ``alpha`` is (G, T, K), N fixed.
-
-    Stratified over dropout samples: from every p_t draw S outcomes c_ts (θ ~ Dirichlet(α_t),
-    c ~ Multinomial(N, θ)). Together the T·S draws are a sample of p̄, so
-
-        H[p̄] ≈ −mean_ts ln p̄(c_ts),   mean_t H[p_t] ≈ −mean_ts ln p_t(c_ts),
-
-    with p̄(c) = mean_t' p_t'(c) evaluated exactly. Their difference, the MI estimate, equals
-    mean_t of a Monte-Carlo estimate of KL(p_t ‖ p̄): unbiased and exactly 0 when all samples agree.
-    """
-    n_galaxies, n_samples, n_answers = alpha.shape
-    n_draws = n_samples * draws_per_sample
-    predictive = np.empty(n_galaxies)
-    expected = np.empty(n_galaxies)
-    diagonal = np.arange(n_samples)
-    chunk = max(1, _DM_CHUNK_ELEMENTS // (n_samples * n_draws * n_answers))
-    for start in range(0, n_galaxies, chunk):
-        block = alpha[start : start + chunk]
-        size = block.shape[0]
-        shapes = np.broadcast_to(
-            block[:, :, None, :], (size, n_samples, draws_per_sample, n_answers)
-        )
-        gammas = rng.standard_gamma(shapes)
-        theta = gammas / gammas.sum(axis=-1, keepdims=True)
-        draws = rng.multinomial(n, theta).reshape(size, n_draws, n_answers)
-
-        tables = _log_rising_factorials(block, n).reshape(size, n_samples, -1)
-        # Answer-major columns, so the sum over answers adds contiguous rows (fast in numpy).
-        columns = draws.transpose(0, 2, 1) + (np.arange(n_answers) * (n + 1))[:, None]
-        gathered = np.take_along_axis(tables, columns.reshape(size, 1, -1), axis=2)
-        log_pmf = gathered.reshape(size, n_samples, n_answers, n_draws).sum(axis=2)
-        log_pmf -= _log_rising_factorials(block.sum(axis=2), n)[..., n][:, :, None]
-        log_pmf += (gammaln(n + 1.0) - gammaln(draws + 1.0).sum(axis=-1))[:, None, :]
-        # log_pmf[g, t', (t, s)] = ln p_t'(c_ts); the own-sample term takes t' = t.
-        own = log_pmf.reshape(size, n_samples, n_samples, draws_per_sample)[:, diagonal, diagonal]
-        log_mean = _log_mean_exp(log_pmf, axis=1)
-        predictive[start : start + size] = -log_mean.mean(axis=1)
-        expected[start : start + size] = -own.reshape(size, -1).mean(axis=1)
-    return predictive, expected
-
-
-@dataclass(frozen=True)
-class DirichletMultinomialTerms:
-    """Per-question entropy terms of the Dirichlet head, each (G, Q) in tree order.
-
-    ``exact[q]`` says whether question q was enumerated exactly for every galaxy (otherwise some
-    or all galaxies used the Monte-Carlo estimate).
-    """
-
-    predictive_entropy: np.ndarray  # H[mean_t DM_t]
-    expected_entropy: np.ndarray  # mean_t H[DM_t]
-    p_asked: np.ndarray  # P(question asked), from the mean predicted vote fractions
-    n_votes: np.ndarray  # N_q = round(expected_votes × P(asked)), integers
-    exact: np.ndarray  # (Q,) bool
-
-    @property
-    def mutual_information(self) -> np.ndarray:
-        """BALD MI per question, H[p̄] − mean_t H[p_t], clipped at 0 (rounding, MC noise)."""
-        return np.maximum(self.predictive_entropy - self.expected_entropy, 0.0)
-
-
-def mean_predicted_fractions(concentrations: np.ndarray, schema: Schema) -> np.ndarray:
-    """(G, A, T) concentrations -> (G, A) mean over samples of α_a / Σ_{a' in question} α_a'."""
-    totals = np.stack(
-        [concentrations[:, q.indices, :].sum(axis=1) for q in schema.questions], axis=1
-    )
-    return (concentrations / totals[:, schema.answer_question_index, :]).mean(axis=2)
-
-
-def dirichlet_multinomial_entropies(
-    concentration_samples: np.ndarray,
-    schema: Schema,
-    expected_votes: float,
-    *,
-    exact_outcome_limit: int = DEFAULT_EXACT_OUTCOME_LIMIT,
-    mc_draws_per_sample: int = DEFAULT_MC_DRAWS_PER_SAMPLE,
-    seed: int = 0,
-) -> DirichletMultinomialTerms:
-    """H[p̄] and mean_t H[p_t] per galaxy and question for the Dirichlet head.
-
-    For question q, N_q = round(expected_votes × P(q asked)) (halves round up), where P(asked) is
-    ``schema.p_asked`` of the mean predicted fractions. Galaxies whose question has at most
-    ``exact_outcome_limit`` outcomes, C(N_q + K − 1, K − 1), are enumerated exactly; the rest
-    use the stratified Monte-Carlo estimate of :func:`_dm_entropies_monte_carlo` with
-    ``mc_draws_per_sample`` draws per dropout sample from a generator seeded with
-    (seed, question index, N_q), so the same inputs in the same order give the same numbers.
-    """
-    alpha = _check_concentrations(concentration_samples, schema)
-    if not (np.isfinite(expected_votes) and expected_votes >= 0):
-        raise AcquisitionError(f"expected_votes must be finite and >= 0; got {expected_votes!r}")
-    if exact_outcome_limit < 1 or mc_draws_per_sample < 1:
-        raise AcquisitionError(
-            "exact_outcome_limit and mc_draws_per_sample must be >= 1; got "
-            f"{exact_outcome_limit!r} and {mc_draws_per_sample!r}"
-        )
-    n_galaxies = alpha.shape[0]
-    p_asked = schema.p_asked(mean_predicted_fractions(alpha, schema))
-    n_votes = np.floor(expected_votes * p_asked + 0.5).astype(np.int64)
-
-    predictive = np.zeros((n_galaxies, schema.n_questions))
-    expected = np.zeros((n_galaxies, schema.n_questions))
-    exact = np.ones(schema.n_questions, dtype=bool)
-    progress = Progress(f"entropies of {n_galaxies} galaxies", schema.n_questions, "questions")
-    for qi, question in progress.iterate(enumerate(schema.questions)):
-        # (G, T, K): answers last, so each dropout sample's concentrations are contiguous.
-        question_alpha = np.ascontiguousarray(alpha[:, question.indices, :].transpose(0, 2, 1))
-        for n in np.unique(n_votes[:, qi]):
-            if n == 0:  # one possible outcome: nothing to learn, both entropies 0
-                continue
-            rows = np.flatnonzero(n_votes[:, qi] == n)
-            if n_vote_compositions(int(n), len(question.answers)) <= exact_outcome_limit:
-                terms = _dm_entropies_exact(question_alpha[rows], int(n))
-            else:
-                exact[qi] = False
-                rng = np.random.default_rng([seed, qi, int(n)])
-                terms = _dm_entropies_monte_carlo(
-                    question_alpha[rows], int(n), mc_draws_per_sample, rng
-                )
-            predictive[rows, qi], expected[rows, qi] = terms
-    return DirichletMultinomialTerms(predictive, expected, p_asked, n_votes, exact)
-
-
-def combine_questions(
-    per_question: np.ndarray, p_asked: np.ndarray, weights: np.ndarray
-) -> np.ndarray:
-    """One score per galaxy: Σ_q weight_q × P(q asked) × term_q; inputs (G, Q), (G, Q), (Q,)."""
-    return (per_question * p_asked) @ weights
-
-
-def bald_dirichlet_multinomial(
-    concentration_samples: np.ndarray,
-    schema: Schema,
-    expected_votes: float,
-    question_weights: Mapping[str, float] | None = None,
-    *,
-    exact_outcome_limit: int = DEFAULT_EXACT_OUTCOME_LIMIT,
-    mc_draws_per_sample: int = DEFAULT_MC_DRAWS_PER_SAMPLE,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """BALD for the Dirichlet head: (combined score (G,), per-question MI (G, Q)).
-
-    score = Σ_q weight_q × P(q asked) × MI_q, MI_q = H[mean_t DM_q,t] − mean_t H[DM_q,t] in nats,
-    with DM_q,t the Dirichlet-multinomial of N_q votes (see :func:`dirichlet_multinomial_entropies`
-    for N_q and for when MI_q is exact). Weights as in :func:`question_weight_vector`.
-    """
-    weights = question_weight_vector(schema, question_weights)
-    terms = dirichlet_multinomial_entropies(
-        concentration_samples,
-        schema,
-        expected_votes,
-        exact_outcome_limit=exact_outcome_limit,
-        mc_draws_per_sample=mc_draws_per_sample,
-        seed=seed,
-    )
-    mutual_information = terms.mutual_information
-    return combine_questions(mutual_information, terms.p_asked, weights), mutual_information
 
 
 # --- registry -----------------------------------------------------------------------------------
@@ -742,3 +373,79 @@ def top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
     by_id = np.argsort(ids, kind="stable")
     order = by_id[np.argsort(-scores[by_id], kind="stable")]
     return ids[order[:k]]
+
+
+def acquire(
+    predictions_path: str | Path,
+    unlabelled_path: str | Path,
+    catalogue_path: str | Path,
+    schema: Schema,
+    *,
+    strategy: str,
+    n_acquire: int,
+    scores_out: str | Path,
+    acquired_out: str | Path,
+    head: str = "dirichlet",
+    expected_votes: float = 40,
+    question_weights: dict[str, float] | None = None,
+    seed: int = 0,
+    information: str = "joint",
+    draws_per_sample: int = 4,
+    epig_targets: int = 200,
+) -> pd.DataFrame:
+    """Score every waiting galaxy with the strategy and pick the top ``n_acquire``.
+
+    Writes every score (``scores_out``: id_str, score, mi, mi_<question>) and the acquisitions
+    (``acquired_out``: rank, id_str, file_loc, score, mi, mi_<question>), ready to upload as
+    Zooniverse subjects in a real campaign. ``score`` is what the strategy ranks by; ``mi``, the
+    combined BALD mutual information, is written for the BALD strategies (for ``power_bald`` the
+    score is ln MI plus noise, so ``mi`` is the one to read as information).
+    """
+    from zooflow.posteriors import read_predictions
+
+    ids, _, predictions, attrs = read_predictions(predictions_path)
+    if strategy == "epig" and attrs.get("dropout_masks") != "shared":
+        raise ValueError(
+            f"{predictions_path}: EPIG needs samples that are the same network for every galaxy, "
+            "which predictions written before zooflow shared dropout masks are not; "
+            "rerun the prediction (snakemake --forcerun predict)"
+        )
+    waiting = set(pd.read_csv(unlabelled_path, dtype={"id_str": str})["id_str"])
+    stray = sorted(set(ids) - waiting)
+    if stray:
+        raise ValueError(
+            f"{predictions_path} holds galaxies that are not waiting in the pool, e.g. {stray[:3]}"
+        )
+    result = acquire_scores(
+        strategy,
+        predictions,
+        schema,
+        head=head,
+        expected_votes=expected_votes,
+        question_weights=question_weights or None,
+        seed=seed,
+        binomial_votes=int(round(expected_votes)),
+        information=information,
+        draws_per_sample=draws_per_sample,
+        epig_targets=epig_targets,
+    )
+    scores = pd.DataFrame({"id_str": ids, "score": result.scores})
+    if result.mutual_information is not None:
+        scores["mi"] = result.mutual_information
+    if result.per_question is not None:
+        names = (
+            schema.question_names
+            if result.per_question.shape[1] == schema.n_questions
+            else ["answer"]
+        )
+        for j, name in enumerate(names):
+            scores[f"mi_{name}"] = result.per_question[:, j]
+    chosen = top_k(ids, result.scores, n_acquire)
+    files = pd.read_parquet(catalogue_path, columns=["id_str", "file_loc"]).set_index("id_str")
+    acquired = scores.set_index("id_str").loc[list(chosen)].reset_index()
+    acquired.insert(0, "rank", range(1, len(acquired) + 1))
+    acquired.insert(2, "file_loc", files.loc[acquired["id_str"], "file_loc"].to_numpy())
+    scores.to_csv(scores_out, index=False)
+    acquired.to_csv(acquired_out, index=False)
+    log.info("%s acquired %d of %d waiting galaxies", strategy, len(acquired), len(ids))
+    return acquired

@@ -59,10 +59,17 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
+def _baseline_of(numbers: dict) -> str:
+    """The baseline a saving was measured against, from its `{baseline}_final` key."""
+    return next((k.removesuffix("_final") for k in numbers if k.endswith("_final")), "random")
+
+
 def _active_learning_lines(results: Path) -> list[str]:
     saved = _read_json(results / "al" / "labels_saved.json")
     if saved is None:
         return []
+    if isinstance(saved.get("note"), str):  # no baseline was run: the file says so
+        return [f"  {saved['note']}"]
     lines = []
     for strategy, by_metric in saved.items():
         numbers = by_metric.get(HEADLINE_METRIC)
@@ -70,7 +77,8 @@ def _active_learning_lines(results: Path) -> list[str]:
             continue
         seeds = numbers.get("seeds")
         lines.append(
-            f"  Labels {strategy} saved against random ({numbers.get('description', 'RMSE')}"
+            f"  Labels {strategy} saved against {_baseline_of(numbers)} "
+            f"({numbers.get('description', 'RMSE')}"
             f"{f', {seeds} seed(s)' if seeds else ''}): {saving(numbers)}"
         )
     if not lines:
