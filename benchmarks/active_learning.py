@@ -9,9 +9,7 @@ saved against the baseline with the 90% bootstrap interval over seeds and each s
 round, and the featured share of what each strategy acquired.
 
 Run: .venv/bin/python benchmarks/active_learning.py --configfile config/studies/X.yaml [--second]
-     [--keep DIR] [--pretrain]
-`--pretrain` first trains the feature extractor of config/pretrain_survey.yaml in `pretrain/`
-(for studies whose train.weights_path points there).
+     [--only-second] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -56,7 +54,6 @@ def main() -> None:
     parser.add_argument("--configfile", nargs="*", default=[], help="study config files")
     parser.add_argument("--second", action="store_true", help="also on the second mock survey")
     parser.add_argument("--only-second", action="store_true", help="only the second survey")
-    parser.add_argument("--pretrain", action="store_true", help="train pretrain/ features first")
     parser.add_argument("--keep", type=Path, help="run under this folder and keep it")
     parser.add_argument("--cores", type=int, default=2)
     args = parser.parse_args()
@@ -68,16 +65,6 @@ def main() -> None:
     for name, survey in surveys:
         workdir = root / ("second" if survey else "default")
         copy_workflow(workdir)
-        if args.pretrain:
-            snakemake(
-                workdir,
-                "results/full/features.weights.h5",
-                "--directory",
-                "pretrain",
-                "--configfile",
-                "config/pretrain_survey.yaml",
-                cores=args.cores,
-            )
         # One --configfile flag with every file: Snakemake keeps only the last of repeated flags.
         files = [*survey, *configs]
         minutes = snakemake(workdir, *(["--configfile", *files] if files else []), cores=args.cores)

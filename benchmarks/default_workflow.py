@@ -9,12 +9,8 @@ of the workflow, and prints
 - from the active-learning rounds: labels BALD saves to reach random's final score (goal >= 35%).
 
 Run: .venv/bin/python benchmarks/default_workflow.py [--keep DIR] [--configfile EXTRA.yaml]
-     [--skip-full] [--pretrain]
-`--pretrain` first trains a feature extractor on the separate mock survey of
-config/pretrain_survey.yaml, in the scratch copy's `pretrain/` folder (where
-config/active_learning_study.yaml looks for it). The active-learning study:
-     .venv/bin/python benchmarks/default_workflow.py --pretrain \
-         --configfile config/active_learning_study.yaml --skip-full
+     [--skip-full]
+The default target includes the pretraining on a separate mock survey (pretrain.enabled).
 """
 
 from __future__ import annotations
@@ -43,11 +39,6 @@ def main() -> None:
     parser.add_argument("--configfile", type=Path, help="extra config on top of the default")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--skip-full", action="store_true", help="skip the supervised run")
-    parser.add_argument(
-        "--pretrain",
-        action="store_true",
-        help="first train features on config/pretrain_survey.yaml's survey, in pretrain/",
-    )
     args = parser.parse_args()
 
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="zooflow-default-"))
@@ -67,10 +58,6 @@ def main() -> None:
             raise SystemExit(f"the workflow failed; see {workdir / 'snakemake.log'}")
         return (time.perf_counter() - start) / 60
 
-    pretrain_minutes = None
-    if args.pretrain:  # not part of the goal: a project would do this once, or take Zoobot's
-        pretrain = ["--directory", "pretrain", "--configfile", "config/pretrain_survey.yaml"]
-        pretrain_minutes = snakemake("results/full/features.weights.h5", config=pretrain)
     minutes = snakemake()  # the default target: data -> rounds -> learning curves
     # The supervised run on every labelled galaxy.
     full_minutes = None if args.skip_full else snakemake("full")
@@ -84,8 +71,6 @@ def main() -> None:
             f"= {minutes / GOAL_MINUTES:.2f}x the {GOAL_MINUTES:.0f}-minute goal "
             f"{'PASS' if minutes <= GOAL_MINUTES else 'FAIL'}"
         )
-    if pretrain_minutes is not None:
-        print(f"before it, pretraining on a separate survey: {pretrain_minutes:.1f} min")
     if full_minutes is not None:
         print(f"then the supervised `full` target: {full_minutes:.1f} min (not part of the goal)")
     summary_path = results / "full" / "evaluation" / "summary.json"

@@ -16,6 +16,7 @@ Run: .venv/bin/python benchmarks/model_quality.py [--surveys default second] [--
      [--configfile EXTRA.yaml ...] [--seeds 42 43]
 Extra config files apply to both surveys (a training setting to compare, say); `--seeds` repeats
 each survey's `full` run with other training seeds (the survey and its splits stay the same).
+The network trains from scratch (pretrain.enabled false) unless `--pretrained`.
 """
 
 from __future__ import annotations
@@ -56,13 +57,16 @@ def run(workdir: Path, *args: str) -> float:
     return (time.perf_counter() - start) / 60
 
 
-def measure(workdir: Path, configs: list[str], seed: int | None) -> dict:
+def measure(workdir: Path, configs: list[str], seed: int | None, pretrained: bool) -> dict:
     for part in PARTS:
         src, dest = REPO / part, workdir / part
         if not dest.exists():
             (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest)
     # One --configfile flag with every file: Snakemake keeps only the last of repeated flags.
     files = [str((REPO / c).resolve()) for c in configs]
+    if not pretrained:  # the network on its own: no features from the pretraining survey
+        (workdir / "from_scratch.yaml").write_text("pretrain: {enabled: false}\n")
+        files.insert(0, "from_scratch.yaml")
     data_minutes = run(workdir, "data", *(["--configfile", *files] if files else []))
     # A training seed of its own: the survey (and its splits) keep the config's seed.
     if seed is not None:
@@ -157,6 +161,11 @@ def main() -> None:
     parser.add_argument("--configfile", nargs="*", default=[], help="extra config files")
     parser.add_argument("--seeds", nargs="*", type=int, default=[None])
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it")
+    parser.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="start from the pretraining survey's features (default: from scratch)",
+    )
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="zooflow-quality-"))
     lines = []
@@ -165,7 +174,7 @@ def main() -> None:
             workdir = root / survey
             workdir.mkdir(parents=True, exist_ok=True)
             configs = SURVEYS[survey] + list(args.configfile)
-            lines += report(survey, seed, measure(workdir, configs, seed))
+            lines += report(survey, seed, measure(workdir, configs, seed, args.pretrained))
             print("\n".join(lines[-30:]), flush=True)
     print(f"\nextra config: {' '.join(args.configfile) or 'none'}; folders under {root}")
     print("\n".join(lines))

@@ -51,7 +51,7 @@ TINY_CONFIG = REPO / "tests" / "data" / "tiny.yaml"
 # SLURM polling: the plugin adds 10 s to its polling interval after every status query that finds
 # no job finished. On an idle 2-core machine the test took 4.3 minutes.
 SLURM_TARGETS = ["all"]
-WORKFLOW_GPU_RULES = frozenset({"train", "predict"})
+WORKFLOW_GPU_RULES = frozenset({"pretrain", "train", "predict"})
 DATA_STAGE_RULES = frozenset({"simulate", "ingest", "preprocess", "split", "shards"})
 
 # The plugin can otherwise poll forever, so a run is killed at this limit.

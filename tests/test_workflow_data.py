@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import REPO, TINY_CONFIG, copy_workflow, run_snakemake
 from zooflow.schema import load_schema
@@ -169,30 +170,28 @@ def test_the_real_catalogue_configs_are_valid_and_name_their_inputs(tmp_path, na
     assert "Missing input files" in output and "data/" in output
 
 
-def test_the_study_config_starts_every_round_from_the_pretrained_features(tmp_path):
+def test_the_default_plan_pretrains_once_and_every_round_trains_its_head_on_those_features(
+    tmp_path,
+):
     workdir = copy_workflow(tmp_path / "wf")
-    study = str(workdir / "config" / "active_learning_study.yaml")
-    weights = "pretrain/results/full/features.weights.h5"
-    # Before pretraining, the plan stops on the missing file and says which setting wants it.
-    result = run_snakemake(workdir, "-n", "--configfile", study, check=False)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert "Error validating config file" not in output
-    assert f"train.weights_path = '{weights}': no such file" in output
-
-    # The pretraining command of config/pretrain_survey.yaml plans its own survey in pretrain/.
-    pretrain = str(workdir / "config" / "pretrain_survey.yaml")
-    target = weights.split("/", 1)[1]
-    plan = run_snakemake(workdir, "-n", target, "--directory", "pretrain", "--configfile", pretrain)
-    assert {"simulate", "train", "export_features"} <= set(re.findall(r"rule (\w+):", plan.stdout))
-
-    (workdir / weights).parent.mkdir(parents=True)
-    (workdir / weights).write_bytes(b"a dry run only looks at its timestamp")
-    plan = run_snakemake(workdir, "-n", "--configfile", study)
+    plan = run_snakemake(workdir, "-n", "all", "full")
+    assert len(re.findall(r"rule pretrain:", plan.stdout)) == 1
     trainings = re.findall(r"rule train:\n\s+input: ([^\n]*)", plan.stdout)
-    # 3 seeds x 8 rounds of BALD, and random's rounds 1-7 (round 0 is shared).
-    assert len(trainings) == 3 * 8 + 3 * 7
-    assert all(weights in inputs.split(", ") for inputs in trainings)
+    # The supervised run, then 3 seeds x 8 rounds of EPIG and random's rounds 1-7 (round 0 is
+    # shared), every one starting from the pretrained features.
+    assert len(trainings) == 1 + 3 * 8 + 3 * 7
+    features = "results/pretrain/features.weights.h5"
+    assert all(features in inputs.split(", ") for inputs in trainings)
+    # The rounds keep those features fixed; the supervised run trains every layer.
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    assert config["active_learning"]["train"] == {"freeze_trunk": True}
+    assert not config["train"].get("freeze_trunk", False)
+    # A given train.weights_path takes precedence over the pretraining survey.
+    weights = workdir / "my.weights.h5"
+    weights.write_bytes(b"a dry run only looks at its timestamp")
+    (workdir / "mine.yaml").write_text(f"train: {{weights_path: {weights}}}\n")
+    plan = run_snakemake(workdir, "-n", "all", "--configfile", "mine.yaml")
+    assert "rule pretrain:" not in plan.stdout
 
 
 def test_a_run_in_another_folder_still_starts_from_the_default_config(tmp_path):
