@@ -31,7 +31,7 @@ def test_data_stage_turns_the_mock_survey_into_shards(tiny_data_run):
         manifest = json.loads((data / "shards" / split / "manifest.json").read_text())
         assert manifest["count"] == int((splits["split"] == split).sum())
         assert manifest["label_cols"] == schema.label_cols
-        assert manifest["image_shape"] == [32, 32, 1]
+        assert manifest["image_shape"] == [32, 32, 3]  # colour by default
         ids, votes, images = load_split(data / "shards" / split / "manifest.json")
         expected = catalogue.set_index("id_str").loc[list(ids), schema.label_cols].to_numpy()
         np.testing.assert_array_equal(votes, expected)
