@@ -204,6 +204,26 @@ def training_settings(wildcards):
     return settings
 
 
+def frozen_round(wildcards):
+    """An active-learning round that keeps its pretrained features and trains only the head:
+    a few seconds of CPU work on features computed once, no GPU needed."""
+    if not wildcards.run.startswith("al/"):
+        return False
+    return bool(training_settings(wildcards).get("freeze_trunk"))
+
+
+def network_threads(wildcards):
+    """Training and prediction use every core, except a frozen round's small head, so that
+    several rounds run side by side."""
+    return 1 if frozen_round(wildcards) else workflow.cores
+
+
+def network_gpus(wildcards):
+    """One GPU for training and prediction (the workstation profile runs one such job at a
+    time); none for a frozen round's head."""
+    return 0 if frozen_round(wildcards) else 1
+
+
 def round_dir(wildcards, round_offset=0):
     r = int(wildcards.round) + round_offset
     return f"results/al/{wildcards.strategy}/seed_{wildcards.seed}/round_{r}"

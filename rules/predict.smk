@@ -12,9 +12,9 @@ rule predict:
         "results/benchmarks/{run}/predict_{group}.tsv"
     conda:
         "../envs/tensorflow.yaml"
-    threads: workflow.cores
+    threads: network_threads
     resources:
-        gpu=1,
+        gpu=network_gpus,
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=lambda wildcards, attempt: 120 * attempt,
     params:

@@ -37,9 +37,9 @@ rule train:
         "results/benchmarks/{run}/train.tsv"
     conda:
         "../envs/tensorflow.yaml"
-    threads: workflow.cores
+    threads: network_threads
     resources:
-        gpu=1,
+        gpu=network_gpus,
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=lambda wildcards, attempt: 240 * attempt,
     params:

@@ -177,9 +177,9 @@ def test_the_default_plan_pretrains_once_and_every_round_trains_its_head_on_thos
     plan = run_snakemake(workdir, "-n", "all", "full")
     assert len(re.findall(r"rule pretrain:", plan.stdout)) == 1
     trainings = re.findall(r"rule train:\n\s+input: ([^\n]*)", plan.stdout)
-    # The supervised run, then 3 seeds x 8 rounds of EPIG and random's rounds 1-7 (round 0 is
+    # The supervised run, then 3 seeds x 6 rounds of EPIG and random's rounds 1-5 (round 0 is
     # shared), every one starting from the pretrained features.
-    assert len(trainings) == 1 + 3 * 8 + 3 * 7
+    assert len(trainings) == 1 + 3 * 6 + 3 * 5
     features = "results/pretrain/features.weights.h5"
     assert all(features in inputs.split(", ") for inputs in trainings)
     # The rounds keep those features fixed; the supervised run trains every layer.
