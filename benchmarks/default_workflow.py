@@ -6,7 +6,8 @@ of the workflow, and prints
 - the wall time against the 15-minute goal on 2 cores;
 - from the supervised run's test set: smooth-or-featured accuracy on confident galaxies (goal
   >= 99%), the coverage error at e = 0.2 N (goal <= 5%), RMSE against observed and true fractions;
-- from the active-learning rounds: labels BALD saves to reach random's final score (goal >= 35%).
+- from the active-learning rounds: labels each strategy saves to reach random's final score
+  (goal >= 35%).
 
 Run: .venv/bin/python benchmarks/default_workflow.py [--keep DIR] [--configfile EXTRA.yaml]
      [--skip-full]

@@ -35,7 +35,7 @@ def test_data_stage_turns_the_mock_survey_into_shards(tiny_data_run):
         ids, votes, images = load_split(data / "shards" / split / "manifest.json")
         expected = catalogue.set_index("id_str").loc[list(ids), schema.label_cols].to_numpy()
         np.testing.assert_array_equal(votes, expected)
-        assert images.shape == (len(ids), 32, 32, 1)
+        assert images.shape == (len(ids), 32, 32, 3)
         seen.extend(ids)
     assert sorted(seen) == sorted(catalogue["id_str"])
     for step in ("simulate", "ingest", "preprocess", "split"):

@@ -45,6 +45,7 @@ from functools import cache, lru_cache
 import numpy as np
 from scipy.special import entr, gammaln, logsumexp
 
+from zooflow.runlog import Progress
 from zooflow.schema import Schema
 
 DEFAULT_EXACT_OUTCOME_LIMIT = 2000
@@ -568,12 +569,14 @@ def expected_predictive_information_gain(
     epig = np.empty(len(pool))
     standard_error = np.empty(len(pool))
     per_row = pool.shape[2] ** 2 * draws_per_sample * (schema.n_answers + schema.n_questions)
+    progress = Progress(f"EPIG against {len(target)} target galaxies", len(pool))
     for chunk in _chunks(np.arange(len(pool)), per_row):
         draws = sample_tree_votes(pool[chunk], schema, n, draws_per_sample, rng, names)
         log_pool = tree_log_likelihood(pool[chunk], draws, schema)
         epig[chunk], standard_error[chunk] = _epig_monte_carlo(
             log_pool, log_target, draws_per_sample
         )
+        progress.advance(len(chunk))
     return PredictiveInformationEstimate(epig, standard_error, False)
 
 
