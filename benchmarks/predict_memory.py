@@ -1,14 +1,19 @@
-"""Does prediction's peak memory stay flat as the catalogue grows?
+"""Does prediction's memory stay flat as the catalogue grows?
 
 Writes two synthetic catalogues as shards (``--galaxies`` N and ``--factor`` x N galaxies, 32 px
 greyscale by default) and saves a freshly initialised w20_cnn, then runs
 ``zooflow.predict.predict_catalogue`` (T = 30 MC-dropout samples, batch 256) on each in a fresh
-Python process, so the two peaks are independent. Each worker reports its own peak resident set
-size (``getrusage(RUSAGE_SELF).ru_maxrss``, which includes importing TensorFlow and loading the
-model) and its RSS just before prediction starts. ``--with-summary`` also runs
-``zooflow.posteriors.gather_and_summarise`` (what the workflow's gather step does next) in the same worker.
+Python process, so the two peaks are independent. Each worker first predicts a small warm-up
+catalogue (TensorFlow's runtime, the loaded model and the traced graph then sit in memory), then
+records its resident set size, predicts the catalogue, and reports its peak resident set size
+(``getrusage(RUSAGE_SELF).ru_maxrss``). The growth is the peak minus that RSS: what predicting
+the catalogue itself costs. ``--with-summary`` also runs ``zooflow.posteriors.gather_and_summarise``
+(what the workflow's gather step does next) in the same worker.
 
-The goal: factor 10 more galaxies -> at most 1.2x the peak RSS.
+The goal: the extra galaxies of the large catalogue cost at most a quarter of the memory that
+holding their predictions (galaxies x answers x T float32) would take; the script prints that
+cost, so a reader sees the check could fail (at the default sizes holding the predictions would
+add about 100 MiB). Peak RSS ratios are printed too.
 
     .venv/bin/python benchmarks/predict_memory.py
     .venv/bin/python benchmarks/predict_memory.py --galaxies 2000 --with-summary
@@ -28,7 +33,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-GOAL = 1.2
+# Growth per extra galaxy, as a share of what keeping its predictions in memory would take.
+GOAL_SHARE = 0.25
 RESULT_PREFIX = "PREDICT_MEMORY_RESULT "
 
 
@@ -41,18 +47,23 @@ def run_worker(job: dict) -> None:
     from zooflow.schema import load_schema
 
     schema = load_schema(job["tree"])
+    out = Path(job["out"])
+
+    def predict(shards: str, path: Path) -> int:
+        return predict_catalogue(
+            job["model"],
+            [shards],
+            schema,
+            path,
+            passes=job["passes"],
+            batch_size=job["batch_size"],
+            seed=job["seed"],
+        )
+
+    predict(job["warm_up_shards"], out.with_name("warm_up.h5"))
     rss_before = psutil.Process().memory_info().rss
     started = time.perf_counter()
-    out = Path(job["out"])
-    count = predict_catalogue(
-        job["model"],
-        [job["shards"]],
-        schema,
-        out,
-        passes=job["passes"],
-        batch_size=job["batch_size"],
-        seed=job["seed"],
-    )
+    count = predict(job["shards"], out)
     if job["with_summary"]:
         gather_and_summarise(
             [out], out.with_name("gathered.h5"), out.with_name("summary.parquet"), schema
@@ -83,7 +94,7 @@ def measure(job: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--galaxies", type=int, default=1000, help="the small catalogue, N")
+    parser.add_argument("--galaxies", type=int, default=2500, help="the small catalogue, N")
     parser.add_argument("--factor", type=int, default=10, help="the large one has factor x N")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--channels", type=int, default=1)
@@ -114,6 +125,15 @@ def main() -> None:
         build_benchmark_model(schema, args.image_size, args.channels, seed=args.seed).save(
             model_path
         )
+        warm_up_shards = write_synthetic_shards(
+            root / "warm_up",
+            schema,
+            n_galaxies=args.batch_size,
+            image_size=args.image_size,
+            channels=args.channels,
+            examples_per_shard=args.examples_per_shard,
+            seed=args.seed + 1,
+        )
         shards = {
             label: write_synthetic_shards(
                 root / label,
@@ -132,6 +152,7 @@ def main() -> None:
                 job = {
                     "model": str(model_path),
                     "shards": str(shards[label]),
+                    "warm_up_shards": str(warm_up_shards),
                     "out": str(root / label / f"predictions_{repeat}.h5"),
                     "tree": args.tree,
                     "passes": args.passes,
@@ -145,7 +166,7 @@ def main() -> None:
                 results[label].append(result)
                 print(
                     f"  {label} = {sizes[label]} galaxies: peak RSS {result['peak_mib']:.0f} MiB "
-                    f"(RSS {result['before_mib']:.0f} MiB before predicting), "
+                    f"(RSS {result['before_mib']:.0f} MiB after the warm-up), "
                     f"{result['seconds']:.1f} s",
                     flush=True,
                 )
@@ -162,10 +183,15 @@ def main() -> None:
         f"{peak[large]:.0f} MiB for {sizes[large]}; above the RSS before predicting: "
         f"{growth[small]:.0f} MiB vs {growth[large]:.0f} MiB"
     )
-    verdict = "PASS" if ratio <= GOAL else "FAIL"
+    extra_galaxies = sizes[large] - sizes[small]
+    holding_mib = extra_galaxies * schema.n_answers * args.passes * 4 / 2**20
+    extra_mib = growth[large] - growth[small]
+    verdict = "PASS" if extra_mib <= GOAL_SHARE * holding_mib else "FAIL"
     print(
-        f"predict_memory: {args.factor}x galaxies ({sizes[large]} vs {sizes[small]}) -> "
-        f"peak RSS {ratio:.2f}x (goal <= {GOAL}x) {verdict}"
+        f"predict_memory: {args.factor}x galaxies ({sizes[large]} vs {sizes[small]}) -> peak RSS "
+        f"{ratio:.2f}x; the {extra_galaxies} extra galaxies cost {extra_mib:.0f} MiB above the "
+        f"warm-up, {extra_mib / holding_mib:.2f}x the {holding_mib:.0f} MiB that holding their "
+        f"predictions would take (goal <= {GOAL_SHARE}x) {verdict}"
     )
 
 
