@@ -13,7 +13,7 @@ the catalogue itself costs. ``--with-summary`` also runs ``zooflow.posteriors.ga
 The goal: the extra galaxies of the large catalogue cost at most a quarter of the memory that
 holding their predictions (galaxies x answers x T float32) would take; the script prints that
 cost, so a reader sees the check could fail (at the default sizes holding the predictions would
-add about 100 MiB). Peak RSS ratios are printed too.
+add about 90 MiB). Peak RSS ratios are printed too.
 
     .venv/bin/python benchmarks/predict_memory.py
     .venv/bin/python benchmarks/predict_memory.py --galaxies 2000 --with-summary
@@ -180,7 +180,7 @@ def main() -> None:
     print(
         f"{steps}, {args.image_size}x{args.image_size}x{args.channels} px, T={args.passes}, "
         f"batch {args.batch_size}: peak RSS {peak[small]:.0f} MiB for {sizes[small]} galaxies, "
-        f"{peak[large]:.0f} MiB for {sizes[large]}; above the RSS before predicting: "
+        f"{peak[large]:.0f} MiB for {sizes[large]}; above the RSS after the warm-up: "
         f"{growth[small]:.0f} MiB vs {growth[large]:.0f} MiB"
     )
     extra_galaxies = sizes[large] - sizes[small]
