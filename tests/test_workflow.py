@@ -172,18 +172,23 @@ def test_a_run_exports_features_that_every_training_of_another_starts_from(tiny_
     assert message in result.stdout + result.stderr
 
 
-def test_editing_the_acquisition_module_reruns_only_acquisition_and_what_follows(
-    tiny_full_run,
-):
-    module = tiny_full_run / "zooflow" / "acquisition.py"
+def _plan_after_editing(workdir, module):
+    """What Snakemake would rerun after an edit to ``module`` (its text is restored after)."""
     original = module.read_text()
     try:
         module.write_text(original + "\n# an edit\n")
         later = time.time() + 5
         os.utime(module, (later, later))
-        planned = planned_updates(tiny_full_run)
+        return planned_updates(workdir)
     finally:
         module.write_text(original)
+
+
+def test_editing_the_acquisition_module_reruns_only_acquisition_and_what_follows(
+    tiny_full_run,
+):
+    module = tiny_full_run / "zooflow" / "acquisition.py"
+    planned = _plan_after_editing(tiny_full_run, module)
     names = _rules_of(planned)
     assert {"acquired.csv", "scores.csv"} <= names
     assert any(p.endswith("round_1/model.keras") for p in planned)
@@ -269,14 +274,7 @@ def test_the_w20_binomial_head_with_warm_started_rounds_runs_end_to_end(tiny_dat
 
 def test_editing_a_module_deep_in_the_imports_reruns_every_job_that_runs_it(tiny_full_run):
     module = tiny_full_run / "zooflow" / "calibration.py"  # reached through posteriors only
-    original = module.read_text()
-    try:
-        module.write_text(original + "\n# an edit\n")
-        later = time.time() + 5
-        os.utime(module, (later, later))
-        planned = planned_updates(tiny_full_run)
-    finally:
-        module.write_text(original)
+    planned = _plan_after_editing(tiny_full_run, module)
     assert "results/full/evaluation/summary.json" in planned
     assert "results/full/test_predictions.h5" in planned
     assert not [p for p in planned if p.startswith("results/data/")]
