@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,12 +79,44 @@ def measure(workdir: Path, configs: list[str], seed: int | None, pretrained: boo
     questions = pd.read_csv(results / "evaluation" / "questions.csv")
     history = pd.read_csv(results / "history.csv")
     return {
+        "intervals": interval_coverage(workdir / "results"),
         "summary": summary,
         "questions": questions,
         "epochs": len(history),
         "best_epoch": int(history["val_loss"].idxmin()) + 1,
         "data_minutes": data_minutes,
         "full_minutes": full_minutes,
+    }
+
+
+def interval_coverage(results: Path, min_votes: int = 5) -> dict[str, float]:
+    """Share of test (galaxy, answer) pairs with >= ``min_votes`` votes to their question whose
+    value lies inside each 90% interval of the posteriors: the true vote probability and the
+    observed fraction inside ``_probability_lo/_hi``, the observed fraction inside
+    ``_observed_lo/_hi`` (README's "Which interval to quote")."""
+    from zooflow.schema import load_schema
+
+    schema = load_schema("decals_dr5")
+    posteriors = pd.read_parquet(results / "full" / "test_posteriors.parquet").set_index("id_str")
+    ids = posteriors.index
+    truth = pd.read_parquet(results / "data" / "mock" / "truth.parquet").set_index("id_str")
+    votes = pd.read_parquet(results / "data" / "catalogue.parquet").set_index("id_str")
+    counts = votes.loc[ids, schema.label_cols].to_numpy(float)
+    question = schema.answer_question_index
+    totals = np.stack([counts[:, question == q].sum(axis=1) for q in question], axis=1)
+    observed = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    true = truth.loc[ids, [f"{col}_true_fraction" for col in schema.label_cols]].to_numpy()
+
+    def inside(values: np.ndarray, kind: str) -> float:
+        lo = posteriors[[f"{col}_{kind}_lo" for col in schema.label_cols]].to_numpy()
+        hi = posteriors[[f"{col}_{kind}_hi" for col in schema.label_cols]].to_numpy()
+        held = (values >= lo - 1e-9) & (values <= hi + 1e-9)
+        return float(held[totals >= min_votes].mean())
+
+    return {
+        "truth_in_probability": inside(true, "probability"),
+        "observed_in_probability": inside(observed, "probability"),
+        "observed_in_observed": inside(observed, "observed"),
     }
 
 
@@ -132,6 +165,13 @@ def report(name: str, seed: int | None, m: dict) -> list[str]:
         f"{pit['min_well_sampled']:.1%} ({pit['min_well_sampled_answer']}); the truth's mean "
         f"{ceiling.get('pit_central_90_mean', float('nan')):.1%}, worst "
         f"{ceiling.get('pit_central_90_min', float('nan')):.1%}"
+    )
+    held = m["intervals"]
+    lines.append(
+        f"90% intervals, test pairs with >= 5 votes: the probability interval holds the true "
+        f"probability {held['truth_in_probability']:.0%} and the observed fraction "
+        f"{held['observed_in_probability']:.0%}; the observed interval holds the observed fraction "
+        f"{held['observed_in_observed']:.0%}"
     )
     uncalibrated = s.get("pit_central_90_uncalibrated")
     if uncalibrated:
