@@ -218,7 +218,7 @@ def test_a_frozen_trunk_keeps_its_pretrained_features_and_trains_the_head(tiny_s
         _train(tiny_survey, tmp_path / "none", TrainingConfig(epochs=1, freeze_trunk=True, **SMALL))
 
 
-def test_the_learning_rate_warms_up_then_drops_on_a_plateau():
+def test_the_learning_rate_warms_up_then_drops_on_a_plateau(caplog, capsys):
     from zooflow.training import learning_rate_schedule
 
     config = TrainingConfig(
@@ -233,14 +233,22 @@ def test_the_learning_rate_warms_up_then_drops_on_a_plateau():
             rates.append(float(self.model.optimizer.learning_rate.numpy()))
 
     x = np.zeros((8, 1), "float32")  # nothing to learn: the validation loss never improves
-    model.fit(
-        x,
-        x,
-        validation_data=(x, x + 1),
-        epochs=10,
-        verbose=0,
-        callbacks=[*learning_rate_schedule(config), Record()],
-    )
+    with caplog.at_level(logging.INFO, logger="zooflow.training"):
+        model.fit(
+            x,
+            x,
+            validation_data=(x, x + 1),
+            epochs=10,
+            verbose=0,
+            callbacks=[*learning_rate_schedule(config), Record()],
+        )
     np.testing.assert_allclose(rates[:4], [0.0025, 0.005, 0.0075, 0.01], rtol=1e-6)
     assert rates[-1] < 0.01 and min(rates) >= 0.01 / 100
+    # Each drop is one line of the job's log, at the rate the next epoch then uses.
+    lowered = [r.getMessage() for r in caplog.records if "learning rate lowered" in r.getMessage()]
+    after = [*rates, float(model.optimizer.learning_rate.numpy())]  # a drop at the last epoch
+    drops = [b for a, b in zip(after[:-1], after[1:], strict=True) if b < a]
+    assert len(lowered) == len(drops) >= 1
+    assert all(f"lowered to {rate:.3g} " in line for line, rate in zip(lowered, drops, strict=True))
+    assert "ReduceLROnPlateau" not in capsys.readouterr().out
     assert learning_rate_schedule(TrainingConfig()) == []

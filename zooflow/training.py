@@ -569,15 +569,40 @@ def learning_rate_schedule(config: TrainingConfig) -> list[keras.callbacks.Callb
         callbacks.append(WarmUp(config.warmup_epochs, config.learning_rate))
     if config.lr_patience > 0:
         callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
+            _LoggedPlateau(
+                after_warmup=config.warmup_epochs,
                 monitor="val_loss",
                 factor=config.lr_factor,
                 patience=config.lr_patience,
                 min_lr=config.learning_rate / 100,
-                verbose=1,
             )
         )
     return callbacks
+
+
+class _LoggedPlateau(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau that says so in the job's log, in the same shape as the epoch lines
+    (Keras' own message is a bare print with a blank line and float32 digits), and that waits
+    for the warm-up to end: a drop during the ramp would be undone by the next warm-up step."""
+
+    def __init__(self, after_warmup: int = 0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.after_warmup = int(after_warmup)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch < self.after_warmup:
+            return
+        before = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        super().on_epoch_end(epoch, logs)
+        after = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        if after < before:
+            log.info(
+                "epoch %d: learning rate lowered to %.3g (val_loss had not improved for %d "
+                "epochs, train.lr_patience)",
+                epoch + 1,
+                after,
+                self.patience,
+            )
 
 
 class _EpochLog(keras.callbacks.Callback):
