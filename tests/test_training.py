@@ -218,9 +218,10 @@ def test_a_frozen_trunk_keeps_its_pretrained_features_and_trains_the_head(tiny_s
         _train(tiny_survey, tmp_path / "none", TrainingConfig(epochs=1, freeze_trunk=True, **SMALL))
 
 
-def test_the_learning_rate_warms_up_then_drops_on_a_plateau(caplog, capsys):
+def test_the_learning_rate_warms_up_then_drops_on_a_plateau(caplog, capsys, tmp_path):
     from zooflow.training import learning_rate_schedule
 
+    csv = tmp_path / "history.csv"
     config = TrainingConfig(
         learning_rate=0.01, warmup_epochs=3, lr_patience=2, lr_factor=0.5, epochs=10
     )
@@ -240,8 +241,10 @@ def test_the_learning_rate_warms_up_then_drops_on_a_plateau(caplog, capsys):
             validation_data=(x, x + 1),
             epochs=10,
             verbose=0,
-            callbacks=[*learning_rate_schedule(config), Record()],
+            callbacks=[*learning_rate_schedule(config), Record(), keras.callbacks.CSVLogger(csv)],
         )
+    # The history keeps the rate of every epoch, the warm-up's included.
+    np.testing.assert_allclose(pd.read_csv(csv)["learning_rate"], rates, rtol=1e-6)
     np.testing.assert_allclose(rates[:4], [0.0025, 0.005, 0.0075, 0.01], rtol=1e-6)
     assert rates[-1] < 0.01 and min(rates) >= 0.01 / 100
     # Each drop is one line of the job's log, at the rate the next epoch then uses.

@@ -591,6 +591,11 @@ class _LoggedPlateau(keras.callbacks.ReduceLROnPlateau):
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch < self.after_warmup:
+            # Still report the rate, so history.csv (whose columns the first epoch fixes) keeps it.
+            if logs is not None:
+                logs["learning_rate"] = float(
+                    keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+                )
             return
         before = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         super().on_epoch_end(epoch, logs)
