@@ -13,7 +13,7 @@ rule start_rounds:
         "../envs/data.yaml"
     params:
         oracle=config["active_learning"]["oracle"],
-        question_suffix=config["schema"]["question_suffix"],
+        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/start_rounds.py"
 
@@ -46,7 +46,7 @@ rule acquire:
         draws_per_sample=config["active_learning"]["draws_per_sample"],
         epig_targets=config["active_learning"]["epig_targets"],
         seed=lambda wildcards: int(wildcards.seed) * 1000 + int(wildcards.round),
-        question_suffix=config["schema"]["question_suffix"],
+        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/acquire.py"
 
@@ -71,7 +71,7 @@ rule reveal:
         "../envs/data.yaml"
     params:
         oracle=config["active_learning"]["oracle"],
-        question_suffix=config["schema"]["question_suffix"],
+        question_suffix=verbatim(config["schema"]["question_suffix"]),
         tree_tolerance=config["ingest"]["tree_tolerance"],
         tree_tolerance_votes=config["ingest"]["tree_tolerance_votes"],
         max_rejected_fraction=config["ingest"]["max_rejected_fraction"],
@@ -162,7 +162,7 @@ rule learning_curves:
     params:
         runs=lambda wildcards: [f"results/{run}" for run in al_runs()],
         baseline=config["active_learning"]["baseline"],
-        question_suffix=config["schema"]["question_suffix"],
+        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/learning_curves.py"
 

@@ -45,6 +45,13 @@ wildcard_constraints:
     round=r"\d+",
 
 
+def verbatim(value):
+    """A user's setting passed to a script exactly as written: Snakemake formats string params
+    with the job's wildcards, which would read "{dr7objid}.jpg" as a wildcard. (A function's
+    return value is not formatted.)"""
+    return lambda wildcards: value
+
+
 def library(script):
     """Every zooflow module ``scripts/{script}.py`` imports, directly or through other zooflow
     modules (zooflow.dependencies reads them from the code), so that editing any module a job

@@ -25,7 +25,7 @@ rule evaluate:
         confident_threshold=config["evaluate"]["confident_threshold"],
         binomial_answer=config["train"]["binomial_answer"],
         seed=config["seed"],
-        question_suffix=config["schema"]["question_suffix"],
+        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/evaluate.py"
 
@@ -81,7 +81,7 @@ rule plot_run:
     params:
         binomial_answer=config["train"]["binomial_answer"],
         seed=config["seed"],
-        question_suffix=config["schema"]["question_suffix"],
+        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/plot_run.py"
 

@@ -24,7 +24,7 @@ rule predict:
         batch_size=config["predict"]["batch_size"],
         shard_groups=config["predict"]["shard_groups"],
         seed=run_seed,
-        question_suffix=config["schema"]["question_suffix"],
+        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/predict.py"
 
@@ -49,7 +49,7 @@ rule calibrate:
         enabled=config["predict"]["calibrate"],
         min_votes=config["evaluate"]["min_votes"],
         seed=config["seed"],
-        question_suffix=config["schema"]["question_suffix"],
+        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/calibrate.py"
 
@@ -73,6 +73,6 @@ rule gather_predictions:
     params:
         binomial_answer=config["train"]["binomial_answer"],
         seed=config["seed"],
-        question_suffix=config["schema"]["question_suffix"],
+        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/gather_predictions.py"

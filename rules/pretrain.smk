@@ -26,6 +26,6 @@ rule pretrain:
         train=pretrain_training(),
         passes=config["predict"]["passes"],
         examples_per_shard=config["shards"]["examples_per_shard"],
-        question_suffix=config["schema"]["question_suffix"],
+        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/pretrain.py"

@@ -21,7 +21,7 @@ rule shards:
         mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=lambda wildcards, attempt: 30 * attempt,
     params:
-        question_suffix=config["schema"]["question_suffix"],
+        question_suffix=verbatim(config["schema"]["question_suffix"]),
         examples_per_shard=config["shards"]["examples_per_shard"],
     script:
         "../scripts/shards.py"

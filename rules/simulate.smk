@@ -19,6 +19,6 @@ rule simulate:
     params:
         mock=config["mock"],
         seed=config["seed"],
-        question_suffix=config["schema"]["question_suffix"],
+        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/simulate.py"

@@ -12,7 +12,7 @@ rule full_training_set:
         "../envs/data.yaml"
     params:
         splits=["initial", "pool"],
-        question_suffix=config["schema"]["question_suffix"],
+        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/full_training_set.py"
 
@@ -45,7 +45,7 @@ rule train:
     params:
         train=training_settings,
         seed=run_seed,
-        question_suffix=config["schema"]["question_suffix"],
+        question_suffix=verbatim(config["schema"]["question_suffix"]),
         # What a killed training resumes from; not an output, so Snakemake leaves it in place.
         state_dir=lambda wildcards: f"results/{wildcards.run}/train_state",
     script:

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from zooflow.catalogue import IngestError, ingest_catalogue, write_ingest
+from zooflow.ids import read_csv_with_ids
 from zooflow.schema import Schema, load_schema
 
 
@@ -414,6 +415,80 @@ def test_hart16_mapping_reads_public_gz2_columns(tmp_path: Path, gz2: Schema):
     assert clean["t08_odd_feature_a19_ring_count"].tolist() == [0, 1, 2]
     assert "t01_smooth_or_features_a01_smooth_count" not in clean.columns
     assert "dr7objid" not in clean.columns
+
+
+def test_rejection_reasons_name_the_catalogues_own_columns(tmp_path: Path, gz2: Schema):
+    images = tmp_path / "images"
+    images.mkdir()
+    table, _ = hart16_table(gz2, images)
+    table.loc[0, "t03_bar_a06_bar_count"] = -2
+    table.loc[1, "t02_edgeon_a04_yes_count"] += 9
+    table.to_csv(tmp_path / "gz2.csv", index=False)
+    result = ingest_catalogue(
+        tmp_path / "gz2.csv",
+        images,
+        gz2,
+        column_mapping="hart16",
+        id_column="dr7objid",
+        file_template="{dr7objid}.jpg",
+        tree_tolerance=0,
+        tree_tolerance_votes=0,
+    )
+    reasons = result.rejected.set_index("row")["reason"]
+    assert "negative vote count -2 in t03_bar_a06_bar_count" in reasons[0]
+    assert "bar_yes" not in reasons[0]
+    assert (
+        "disk-edge-on total" in reasons[1]
+        and "(t02_edgeon_a04_yes_count + t02_edgeon_a05_no_count) exceeds parent "
+        "t01_smooth_or_features_a02_features_or_disk_count"
+        in reasons[1]
+    )
+    assert result.rejected.set_index("row")["id_str"][0] == str(table["dr7objid"][0])
+
+
+def test_ids_are_kept_exactly_as_written(tmp_path: Path, images: Path, decals: Schema):
+    rng = fixed_rng()
+    ids = ["NA", "nan", "None", "000123", "587722981741363294", "null", " padded ", "  "]
+    frame = pd.DataFrame(
+        [{"id_str": i, "file_loc": "shared.png", **consistent_votes(decals, rng)} for i in ids]
+    )
+    frame.to_csv(tmp_path / "cat.csv", index=False)
+    result = ingest_catalogue(tmp_path / "cat.csv", images, decals)
+    # Words that pandas reads as missing are ids like any other; leading zeros and all 19
+    # digits survive; surrounding spaces are refused rather than silently stripped.
+    assert result.clean["id_str"].tolist() == ids[:6]
+    rejected = result.rejected.set_index("row")
+    assert rejected.loc[6, "id_str"] == " padded "
+    assert "has spaces around it" in rejected.loc[6, "reason"]
+    assert "missing id in column id_str" in rejected.loc[7, "reason"]
+
+    # The same strings come back from every CSV the workflow writes and reads.
+    result.clean[["id_str"]].to_csv(tmp_path / "labelled.csv", index=False)
+    assert read_csv_with_ids(tmp_path / "labelled.csv")["id_str"].tolist() == ids[:6]
+
+
+def test_parquet_ids_int64_exact_and_float_refused(tmp_path: Path, images: Path, decals: Schema):
+    rng = fixed_rng()
+    big = [587722981741363294, 588848898827747418, 587722981741363295]
+    votes = pd.DataFrame([consistent_votes(decals, rng) for _ in big])
+    frame = pd.concat(
+        [
+            pd.DataFrame({"dr7objid": np.array(big, dtype=np.int64), "file_loc": "shared.png"}),
+            votes,
+        ],
+        axis=1,
+    )
+    frame.to_parquet(tmp_path / "int.parquet")
+    result = ingest_catalogue(tmp_path / "int.parquet", images, decals, id_column="dr7objid")
+    assert result.clean["id_str"].tolist() == [str(i) for i in big]
+
+    frame["dr7objid"] = frame["dr7objid"].astype(np.float64)  # rounds every one of them
+    frame.to_parquet(tmp_path / "float.parquet")
+    with pytest.raises(IngestError, match="'dr7objid' holds floating-point numbers") as raised:
+        ingest_catalogue(tmp_path / "float.parquet", images, decals, id_column="dr7objid")
+    assert "float.parquet" in str(raised.value) and "as text or as 64-bit integers" in str(
+        raised.value
+    )
 
 
 def test_hart16_table_without_mapping_lists_missing_columns_and_hints(tmp_path: Path, gz2: Schema):

@@ -48,6 +48,12 @@ def test_a_real_catalogue_without_its_files_names_the_empty_key(empty):
         check_settings(_settings(data=data))
 
 
+def test_a_file_path_with_braces_is_refused_before_snakemake_reads_it_as_a_wildcard():
+    data = {"source": "catalogue", "catalogue": "votes_{dr7}.csv", "images": "images"}
+    with pytest.raises(ConfigError, match=r"^data.catalogue: 'votes_\{dr7\}.csv' contains a brace"):
+        check_settings(_settings(data=data))
+
+
 def test_nested_command_line_overrides_take_the_schemas_types():
     """Snakemake hands `--config predict='{calibrate: false}'` over as {'calibrate': 'false'}."""
     from conftest import REPO

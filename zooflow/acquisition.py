@@ -42,6 +42,7 @@ from zooflow.bald import (
     mean_predicted_fractions,
     question_weight_vector,
 )
+from zooflow.ids import read_csv_with_ids
 from zooflow.information import (
     DEFAULT_DRAWS_PER_SAMPLE,
     epig,
@@ -410,7 +411,7 @@ def acquire(
             "which predictions written before zooflow shared dropout masks are not; "
             "rerun the prediction (snakemake --forcerun predict)"
         )
-    waiting = set(pd.read_csv(unlabelled_path, dtype={"id_str": str})["id_str"])
+    waiting = set(read_csv_with_ids(unlabelled_path)["id_str"])
     stray = sorted(set(ids) - waiting)
     if stray:
         raise ValueError(

@@ -4,7 +4,8 @@ A catalogue (CSV or parquet) has one row per galaxy: an id, an image path (or a 
 builds one from the id), and one vote-count column per answer of the decision tree. Each row is
 checked and either kept or rejected with a reason that names the offending column and value:
 
-* the id is present and unique (the first occurrence of a repeated id is kept);
+* the id is present, unique (the first occurrence of a repeated id is kept) and kept exactly:
+  text with no surrounding spaces, or an integer (a floating-point id column is refused);
 * the image file exists and decodes (16-bit, RGBA and odd-sized images are fine: preprocessing
   converts them later);
 * vote counts are finite, non-negative integers;
@@ -35,12 +36,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from zooflow.ids import ID_COLUMN, float_id_error, read_csv_with_ids
 from zooflow.images import image_problem
 from zooflow.schema import Schema
 
 log = logging.getLogger(__name__)
 
-ID_COLUMN = "id_str"
+
 FILE_COLUMN = "file_loc"
 LABELLED_COLUMN = "labelled"
 ROW_COLUMN = "row"
@@ -75,8 +77,9 @@ class IngestResult:
 def read_catalogue(path: str | Path, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     """Read a CSV (optionally compressed) or parquet catalogue.
 
-    ``text_columns`` are read from CSV as strings, so that ids such as ``dr7objid`` (19 digits)
-    or ``000123`` survive exactly instead of passing through float or int.
+    ``text_columns`` are read from CSV as the exact text of each cell, so that ids such as
+    ``dr7objid`` (19 digits), ``000123`` or ``NA`` survive instead of passing through float, int
+    or missing.
     """
     path = Path(path)
     if not path.is_file():
@@ -87,7 +90,7 @@ def read_catalogue(path: str | Path, text_columns: tuple[str, ...] = ()) -> pd.D
             return pd.read_parquet(path)
         if ".csv" in suffixes or ".tsv" in suffixes:
             sep = "\t" if ".tsv" in suffixes else ","
-            return pd.read_csv(path, sep=sep, dtype=dict.fromkeys(text_columns, str))
+            return read_csv_with_ids(path, id_columns=text_columns, sep=sep)
     except (ValueError, OSError) as err:
         raise IngestError(f"catalogue {path} cannot be read: {err}") from err
     raise IngestError(
@@ -236,24 +239,35 @@ def _format_value(value: object) -> str:
 
 
 def _normalise_ids(ids: pd.Series) -> list[str | None]:
-    """Ids as stripped strings; None where missing. Integral floats lose their '.0'."""
+    """Ids as the exact text of each cell (int64 ids as their digits); None where missing.
+
+    Nothing is stripped or rounded: an id is the same string in every output.
+    """
     out: list[str | None] = []
     for value in ids.tolist():
         if _is_missing(value):
             out.append(None)
-        elif isinstance(value, float | np.floating) and float(value).is_integer():
-            out.append(str(int(value)))
         else:
-            text = str(value).strip()
-            out.append(text or None)
+            text = str(value)
+            out.append(text if text.strip() else None)
     return out
 
 
-def _id_reasons(ids: list[str | None], id_column: str, reasons: list[list[str]]) -> None:
+def _id_reasons(ids: list[str | None], raw: pd.Series, id_column: str, reasons: list[list[str]]):
     first_row: dict[str, int] = {}
-    for row, value in enumerate(ids):
+    for row, (value, cell) in enumerate(zip(ids, raw.tolist(), strict=True)):
         if value is None:
             reasons[row].append(f"missing id in column {id_column}")
+        elif isinstance(cell, float):
+            reasons[row].append(
+                f"id {value} in column {id_column} is a floating-point number, which may have "
+                "been rounded; write ids as text or 64-bit integers"
+            )
+        elif value != value.strip():
+            reasons[row].append(
+                f"id {value!r} in column {id_column} has spaces around it; ids are kept exactly, "
+                "so remove them in the catalogue"
+            )
         elif value in first_row:
             reasons[row].append(
                 f"duplicate {id_column} {value!r} (first seen at row {first_row[value]})"
@@ -270,9 +284,13 @@ def _blank_cells(column: pd.Series) -> np.ndarray:
 
 
 def _vote_counts(
-    frame: pd.DataFrame, schema: Schema, reasons: list[list[str]]
+    frame: pd.DataFrame,
+    schema: Schema,
+    reasons: list[list[str]],
+    shown: Mapping[str, str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Parse vote cells; record bad cells in ``reasons``.
+    """Parse vote cells; record bad cells in ``reasons``, naming each column as ``shown`` maps
+    it (the catalogue's own name when a column mapping renamed it).
 
     Returns (counts, usable): counts is (rows, answers) float with unlabelled rows as zeros,
     usable marks rows whose every count is a finite non-negative integer.
@@ -299,15 +317,16 @@ def _vote_counts(
     }
     usable = np.ones(n_rows, dtype=bool)
     raw = frame[schema.label_cols]
+    names = [(shown or {}).get(col, col) for col in schema.label_cols]
     for template, bad in problems.items():
         for row in np.flatnonzero(bad.any(axis=1)):
             cols = np.flatnonzero(bad[row])
             first = cols[0]
             # Show the parsed number where there is one (-3, not '-3' from a text column).
             cell = raw.iat[row, first] if non_numeric[row, first] else values[row, first]
-            reason = template.format(col=schema.label_cols[first], value=_format_value(cell))
+            reason = template.format(col=names[first], value=_format_value(cell))
             if len(cols) > 1:
-                named = ", ".join(schema.label_cols[c] for c in cols[1:_MAX_COLUMNS_NAMED])
+                named = ", ".join(names[c] for c in cols[1:_MAX_COLUMNS_NAMED])
                 more = len(cols) - _MAX_COLUMNS_NAMED
                 reason += f" (also {named}" + (f" and {more} more)" if more > 0 else ")")
             reasons[row].append(reason)
@@ -323,15 +342,28 @@ def _tree_reasons(
     tree_tolerance: float,
     tree_tolerance_votes: float,
     reasons: list[list[str]],
+    shown: Mapping[str, str] | None = None,
 ) -> None:
-    """Reject rows where a question's total strays from its parent answer's count.
+    """Reject rows where a question's total strays from its parent answer's count (columns
+    named as ``shown`` maps them, as in :func:`_vote_counts`).
 
     allowed = max(tree_tolerance_votes, tree_tolerance * parent_count); a question answered
     although its parent answer got no votes is held to the same rule (allowed = the vote floor).
     """
+
+    def name(column: str) -> str:
+        return (shown or {}).get(column, column)
+
     for question, parent in zip(schema.questions, schema.parent_index, strict=True):
         if parent is None:
             continue
+        # Where a mapping renamed the columns, say which of the user's columns make the total.
+        columns = schema.label_cols[question.indices]
+        answers = (
+            f" ({' + '.join(map(name, columns))})"
+            if any(column in (shown or {}) for column in columns)
+            else ""
+        )
         total = counts[:, question.indices].sum(axis=1)
         parent_count = counts[:, parent]
         allowed = np.maximum(tree_tolerance_votes, tree_tolerance * parent_count)
@@ -340,8 +372,8 @@ def _tree_reasons(
         for row in np.flatnonzero(bad):
             relation = "exceeds" if total[row] > parent_count[row] else "is below"
             reasons[row].append(
-                f"{question.name} total {int(total[row])} {relation} parent "
-                f"{schema.label_cols[parent]} count {int(parent_count[row])} "
+                f"{question.name} total {int(total[row])}{answers} {relation} parent "
+                f"{name(schema.label_cols[parent])} count {int(parent_count[row])} "
                 f"(tolerance {allowed[row]:g} = max({tree_tolerance_votes:g} votes, "
                 f"{tree_tolerance:g} x {int(parent_count[row])}))"
             )
@@ -438,7 +470,7 @@ def check_votes(
     """
     reasons: list[list[str]] = [[] for _ in range(len(frame))]
     ids = _normalise_ids(frame[id_column])
-    _id_reasons(ids, id_column, reasons)
+    _id_reasons(ids, frame[id_column], id_column, reasons)
     counts, usable = _vote_counts(frame, schema, reasons)
     _tree_reasons(counts, usable, schema, tree_tolerance, tree_tolerance_votes, reasons)
     counts = np.where(np.isfinite(counts), counts, 0).astype(np.int64)
@@ -481,14 +513,17 @@ def ingest_catalogue(
     if n_input == 0:
         raise IngestError(f"catalogue {catalogue_path} has no rows")
     _check_columns(frame, schema, mapping, id_column, file_column, file_template, catalogue_path)
+    if pd.api.types.is_float_dtype(frame[id_column]):
+        raise IngestError(float_id_error(id_column, catalogue_path))
 
     reasons: list[list[str]] = [[] for _ in range(n_input)]
     ids = _normalise_ids(frame[id_column])
-    _id_reasons(ids, id_column, reasons)
+    _id_reasons(ids, frame[id_column], id_column, reasons)
     paths = _image_paths(frame, ids, images_dir, id_column, file_column, file_template, reasons)
     frame = frame.rename(columns=mapping)
-    counts, usable = _vote_counts(frame, schema, reasons)
-    _tree_reasons(counts, usable, schema, tree_tolerance, tree_tolerance_votes, reasons)
+    shown = {ours: theirs for theirs, ours in mapping.items()}  # reasons use the user's names
+    counts, usable = _vote_counts(frame, schema, reasons, shown)
+    _tree_reasons(counts, usable, schema, tree_tolerance, tree_tolerance_votes, reasons, shown)
     image_reasons = _image_reasons(paths, threads)
     for row, path in enumerate(paths):
         if path is not None and image_reasons[path] is not None:

@@ -103,3 +103,25 @@ def check_settings(config: dict) -> None:
                     "your CSV or parquet vote catalogue and data.images to the folder its image "
                     "paths are relative to (config/gz2.yaml shows both)"
                 )
+    _check_paths_have_no_braces(config)
+
+
+# Settings that Snakemake uses as file paths: it reads `{name}` in a path as a wildcard.
+PATH_SETTINGS = (
+    ("schema", "tree"),
+    ("data", "catalogue"),
+    ("data", "images"),
+    ("train", "weights_path"),
+    ("active_learning", "campaign_dir"),
+)
+
+
+def _check_paths_have_no_braces(config: dict) -> None:
+    for section, key in PATH_SETTINGS:
+        value = str(config.get(section, {}).get(key) or "")
+        if "{" in value or "}" in value:
+            raise ConfigError(
+                f"{section}.{key}: {value!r} contains a brace; Snakemake reads '{{name}}' in a "
+                "file path as a wildcard. Rename the file or folder, or link it under a name "
+                "without braces (ln -s)"
+            )

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from zooflow.ids import read_csv_with_ids
 from zooflow.schema import Schema
 
 COVERAGE_FRACTIONS = np.round(np.linspace(0.0, 1.0, 21), 2)
@@ -270,7 +271,7 @@ def training_mean_fractions(
 ) -> np.ndarray:
     """Mean observed fraction per answer over the training set (galaxies with at least
     ``min_votes`` answers to the question): the constant prediction a model must beat."""
-    labelled = pd.read_csv(labelled_path, dtype={"id_str": str})
+    labelled = read_csv_with_ids(labelled_path)
     votes = labelled[schema.label_cols].to_numpy(np.float64)
     fractions = observed_fractions(votes, schema, min_votes)
     counted = np.isfinite(fractions).sum(axis=0)

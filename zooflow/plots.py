@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from zooflow.ids import read_csv_with_ids
 from zooflow.schema import Question, Schema  # noqa: E402
 
 
@@ -405,7 +406,7 @@ def plot_gallery(
     scores_path: str | Path, images_path: str | Path, out_path: str | Path, *, n_galaxies: int = 8
 ) -> None:
     """The most (top row) and least (bottom row) informative waiting galaxies, with scores."""
-    measure, picks = gallery_picks(pd.read_csv(scores_path, dtype={"id_str": str}), n_galaxies)
+    measure, picks = gallery_picks(read_csv_with_ids(scores_path), n_galaxies)
     with h5py.File(images_path, "r") as f:
         index = {s: n for n, s in enumerate(f["id_str"].asstr()[:])}
         fig, axes = plt.subplots(2, n_galaxies, figsize=(1.6 * n_galaxies, 3.8), squeeze=False)

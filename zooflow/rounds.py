@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from zooflow.ids import read_csv_with_ids
 from zooflow.schema import Schema
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ def read_splits(
     splits_path: str | Path, catalogue_path: str | Path, schema: Schema | None = None
 ) -> pd.DataFrame:
     """id_str, split, labelled (and the votes, given a schema): one row per galaxy, in order."""
-    splits = pd.read_csv(splits_path, dtype={"id_str": str})
+    splits = read_csv_with_ids(splits_path)
     columns = ["id_str", "labelled", *(schema.label_cols if schema else [])]
     labelled = pd.read_parquet(catalogue_path, columns=columns)
     table = labelled.merge(splits, on="id_str", how="left", validate="one_to_one")
@@ -95,7 +96,7 @@ def share_first_round(
     """
 
     def table(path: str | Path) -> pd.DataFrame:
-        frame = pd.read_csv(path, dtype={"id_str": str})
+        frame = read_csv_with_ids(path)
         return frame.sort_values("id_str", ignore_index=True)
 
     if not table(source_labelled).equals(table(labelled)):
@@ -124,9 +125,9 @@ def reveal(
     catalogue_path: str | Path,
 ) -> pd.DataFrame:
     """The simulated oracle: acquired galaxies join the labelled set with their held-back votes."""
-    labelled = pd.read_csv(labelled_path, dtype={"id_str": str})
-    waiting = pd.read_csv(unlabelled_path, dtype={"id_str": str})
-    acquired = pd.read_csv(acquired_path, dtype={"id_str": str})["id_str"]
+    labelled = read_csv_with_ids(labelled_path)
+    waiting = read_csv_with_ids(unlabelled_path)
+    acquired = read_csv_with_ids(acquired_path)["id_str"]
     held_back = pd.read_parquet(catalogue_path, columns=["id_str", *schema.label_cols])
     new = held_back.set_index("id_str").loc[acquired].reset_index()
     return _grow(labelled, waiting, new, schema, labelled_out, unlabelled_out)
@@ -176,12 +177,12 @@ def reveal_campaign(
     """
     from zooflow.catalogue import ID_COLUMN, REJECTED_COLUMNS, ROW_COLUMN, check_votes
 
-    labelled = pd.read_csv(labelled_path, dtype={"id_str": str})
-    waiting = pd.read_csv(unlabelled_path, dtype={"id_str": str})
+    labelled = read_csv_with_ids(labelled_path)
+    waiting = read_csv_with_ids(unlabelled_path)
     already = set(labelled["id_str"])
     asked_ids = set()
     for path in asked:
-        asked_ids |= set(pd.read_csv(path, dtype={"id_str": str})["id_str"])
+        asked_ids |= set(read_csv_with_ids(path)["id_str"])
     waiting_ids = set(waiting["id_str"])
 
     accepted: dict[str, np.ndarray] = {}
@@ -190,7 +191,7 @@ def reveal_campaign(
     no_votes_yet: set[str] = set()
     n_ignored = 0
     for path in reversed([str(p) for p in votes]):
-        table = pd.read_csv(path, dtype={"id_str": str})
+        table = read_csv_with_ids(path)
         missing = [c for c in ["id_str", *schema.label_cols] if c not in table.columns]
         if missing:
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""

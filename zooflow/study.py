@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from zooflow.ids import read_csv_with_ids
 from zooflow.jsonfile import write_json
 from zooflow.schema import Schema
 
@@ -339,8 +340,8 @@ def acquisition_composition(
         if not acquired_path.exists():
             continue
         strategy, seed, round_ = _round_of(run_dir)
-        acquired = pd.read_csv(acquired_path, dtype={"id_str": str})["id_str"]
-        waiting = pd.read_csv(run_dir / "unlabelled.csv", dtype={"id_str": str})["id_str"]
+        acquired = read_csv_with_ids(acquired_path)["id_str"]
+        waiting = read_csv_with_ids(run_dir / "unlabelled.csv")["id_str"]
         rows.append(
             {
                 "strategy": strategy,

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from zooflow.ids import read_csv_with_ids
 from zooflow.jsonfile import write_json
 from zooflow.runlog import epoch_line, training_outcome
 from zooflow.schema import Schema
@@ -149,7 +150,7 @@ def shard_files(
 def read_labels(labels: pd.DataFrame | str | Path, schema: Schema) -> pd.DataFrame:
     """A labelled set: ``id_str`` plus the schema's vote columns (a DataFrame or a CSV)."""
     if not isinstance(labels, pd.DataFrame):
-        labels = pd.read_csv(labels, dtype={"id_str": str})
+        labels = read_csv_with_ids(labels)
     missing = [c for c in ["id_str", *schema.label_cols] if c not in labels.columns]
     if missing:
         raise ValueError(f"labelled set lacks columns {missing[:5]}")
@@ -172,7 +173,7 @@ def read_ids(ids: Sequence[str] | str | Path | None) -> list[str] | None:
     if ids is None:
         return None
     if isinstance(ids, str | Path):
-        return pd.read_csv(ids, dtype={"id_str": str})["id_str"].tolist()
+        return read_csv_with_ids(ids)["id_str"].tolist()
     return [str(i) for i in ids]
 
 

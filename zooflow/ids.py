@@ -1,0 +1,48 @@
+"""Galaxy ids as text, exactly as the catalogue wrote them, through every file the workflow writes.
+
+Ids are names, not numbers: an SDSS ``dr7objid`` has 19 digits, more than a float64 holds (it
+rounds 587722981741363294 to 587722981741363328), and ``NA`` or ``None`` are valid names that
+pandas would read as missing. Every CSV with an ``id_str`` column is read through here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+ID_COLUMN = "id_str"
+
+
+def read_csv_with_ids(
+    path: str | Path, id_columns: tuple[str, ...] = (ID_COLUMN,), **kwargs
+) -> pd.DataFrame:
+    """``pd.read_csv`` with ``id_columns`` as the exact text of each cell ('' where empty).
+
+    Other columns are read as pandas reads them (empty cells and 'NA' are missing there).
+    """
+    table = pd.read_csv(path, dtype=dict.fromkeys(id_columns, str), **kwargs)
+    present = [c for c in id_columns if c in table.columns]
+    if present and len(table):
+        text = pd.read_csv(
+            path,
+            usecols=present,
+            dtype=str,
+            keep_default_na=False,
+            sep=kwargs.get("sep", ","),
+            compression=kwargs.get("compression", "infer"),
+        )
+        for column in present:
+            table[column] = text[column].to_numpy()
+    return table
+
+
+def float_id_error(column: str, where: str | Path) -> str:
+    """Why a floating-point id column is refused, and how to fix it."""
+    return (
+        f"catalogue {where}: id column {column!r} holds floating-point numbers, which cannot "
+        "keep long ids exactly (a float64 rounds the 19-digit 587722981741363294 to "
+        "587722981741363328). Write the ids as text or as 64-bit integers, e.g. re-export with "
+        f"df[{column!r}] = df[{column!r}].astype(str) before any conversion to float, or read "
+        "the original table with dtype=str for that column."
+    )
