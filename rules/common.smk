@@ -168,6 +168,17 @@ def prediction_groups(wildcards):
     return [f"results/{wildcards.run}/predictions/group_{g}" for g in groups]
 
 
+def release_products(run, splits):
+    """GZ DECaLS-style tables of a run's predictions (Dirichlet concentrations only)."""
+    if config["train"]["head"] != "dirichlet":
+        return []
+    return expand(
+        f"results/{run}/release/{{split}}_{{table}}",
+        split=splits,
+        table=["friendly.parquet", "advanced.parquet", "friendly.csv"],
+    )
+
+
 def truth_table():
     """The mock survey's true vote fractions; real catalogues have none."""
     return f"{DATA}/mock/truth.parquet" if config["data"]["source"] == "mock" else []

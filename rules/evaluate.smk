@@ -90,3 +90,4 @@ rule full:
     input:
         run_products("full"),
         expand("results/full/{split}_posteriors.parquet", split=SPLITS),
+        release_products("full", SPLITS),

@@ -76,3 +76,26 @@ rule gather_predictions:
         question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/gather_predictions.py"
+
+
+# The tables a survey team publishes (GZ DECaLS' friendly and advanced forms): see zooflow.release.
+rule release_tables:
+    input:
+        predictions="results/{run}/{split}_predictions.h5",
+        tree=tree_file(),
+        library=library("release_tables"),
+    output:
+        friendly="results/{run}/release/{split}_friendly.parquet",
+        advanced="results/{run}/release/{split}_advanced.parquet",
+        friendly_csv="results/{run}/release/{split}_friendly.csv",
+    log:
+        "logs/{run}/release_{split}.log",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
+    params:
+        question_suffix=verbatim(config["schema"]["question_suffix"]),
+    script:
+        "../scripts/release_tables.py"

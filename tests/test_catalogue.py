@@ -398,7 +398,7 @@ def test_hart16_mapping_reads_public_gz2_columns(tmp_path: Path, gz2: Schema):
     )
     clean = result.clean
     assert result.rejected.empty
-    # 19-digit ids survive exactly (a float would round them).
+    # 18-digit ids survive exactly (a float would round them).
     assert clean["id_str"].tolist() == [str(i) for i in table["dr7objid"]]
     assert [Path(p).name for p in clean["file_loc"]] == [f"{i}.jpg" for i in table["dr7objid"]]
     np.testing.assert_array_equal(

@@ -78,7 +78,7 @@ def read_catalogue(path: str | Path, text_columns: tuple[str, ...] = ()) -> pd.D
     """Read a CSV (optionally compressed) or parquet catalogue.
 
     ``text_columns`` are read from CSV as the exact text of each cell, so that ids such as
-    ``dr7objid`` (19 digits), ``000123`` or ``NA`` survive instead of passing through float, int
+    ``dr7objid`` (18 digits), ``000123`` or ``NA`` survive instead of passing through float, int
     or missing.
     """
     path = Path(path)

@@ -1,6 +1,6 @@
 """Galaxy ids as text, exactly as the catalogue wrote them, through every file the workflow writes.
 
-Ids are names, not numbers: an SDSS ``dr7objid`` has 19 digits, more than a float64 holds (it
+Ids are names, not numbers: an SDSS ``dr7objid`` has 18 digits, more than a float64 holds (it
 rounds 587722981741363294 to 587722981741363328), and ``NA`` or ``None`` are valid names that
 pandas would read as missing. Every CSV with an ``id_str`` column is read through here.
 """
@@ -41,7 +41,7 @@ def float_id_error(column: str, where: str | Path) -> str:
     """Why a floating-point id column is refused, and how to fix it."""
     return (
         f"catalogue {where}: id column {column!r} holds floating-point numbers, which cannot "
-        "keep long ids exactly (a float64 rounds the 19-digit 587722981741363294 to "
+        "keep long ids exactly (a float64 rounds the 18-digit 587722981741363294 to "
         "587722981741363328). Write the ids as text or as 64-bit integers, e.g. re-export with "
         f"df[{column!r}] = df[{column!r}].astype(str) before any conversion to float, or read "
         "the original table with dtype=str for that column."
