@@ -38,7 +38,7 @@ rule all:
     default_target: True
     input:
         data_products(),
-        al_products(),
+        main_products(),
 
 
 onsuccess:

@@ -3,6 +3,7 @@ import glob
 import os
 import re
 
+from zooflow.configuration import prediction_model
 from zooflow.dependencies import import_closure
 from zooflow.runlog import SNAKEMAKE_PROCESS, process_marker
 from zooflow.trees import BUILTIN_TREES
@@ -32,8 +33,12 @@ SPLITS = ["test", "val", "initial", "pool"]
 
 
 # A run is one trained model and what follows from it: the supervised run on every labelled
-# galaxy ("full"), or one active-learning round of one strategy and seed.
-RUN = r"full|al/[a-z_]+/seed_\d+/round_\d+"
+# galaxy ("full"), one active-learning round of one strategy and seed, or "predictions": a model
+# given in predict.model, run over the whole catalogue without training.
+RUN = r"full|predictions|al/[a-z_]+/seed_\d+/round_\d+"
+PREDICTIONS = "predictions"
+# predict.model's .keras file ('' when the workflow trains its own), checked against the config.
+PREDICTION_MODEL = prediction_model(config)
 
 
 wildcard_constraints:
@@ -147,10 +152,42 @@ def predicted_splits(run):
 
 
 def calibration_file(wildcards):
-    """The run's temperatures, when predictions are calibrated (predict.calibrate)."""
+    """The run's temperatures, when predictions are calibrated (predict.calibrate). A given
+    model brings its own when it comes from a run folder that has them."""
     if not config["predict"]["calibrate"]:
         return []
+    if wildcards.run == PREDICTIONS:
+        beside = os.path.join(os.path.dirname(PREDICTION_MODEL), "calibration.json")
+        return beside if os.path.isfile(beside) else []
     return f"results/{wildcards.run}/calibration.json"
+
+
+def model_file(wildcards):
+    """The model a run predicts with: its own training's, or predict.model's."""
+    if wildcards.run != PREDICTIONS:
+        return f"results/{wildcards.run}/model.keras"
+    if not PREDICTION_MODEL:
+        raise WorkflowError(
+            "results/predictions/ holds a given model's predictions: set predict.model to a "
+            ".keras file or a run folder (e.g. results/full of a finished run)"
+        )
+    return PREDICTION_MODEL
+
+
+def prediction_products():
+    """A prediction-only run: every split's predictions and the catalogue's release tables."""
+    return expand(
+        f"results/{PREDICTIONS}/{{split}}_predictions.h5", split=SPLITS
+    ) + expand(
+        f"results/{PREDICTIONS}/release/catalogue_{{table}}",
+        table=["friendly.parquet", "advanced.parquet", "friendly.csv"],
+    )
+
+
+def main_products():
+    """The default target's products besides the data stage: a given model's predictions
+    (predict.model), or else the active-learning study or campaign."""
+    return prediction_products() if PREDICTION_MODEL else al_products()
 
 
 def prediction_inputs(wildcards):

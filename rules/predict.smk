@@ -1,7 +1,7 @@
 rule predict:
     input:
         unpack(prediction_inputs),
-        model="results/{run}/model.keras",
+        model=model_file,
         tree=tree_file(),
         library=library("predict"),
     output:
@@ -65,6 +65,8 @@ rule gather_predictions:
         summary="results/{run}/{split}_posteriors.parquet",
     log:
         "logs/{run}/gather_{split}.log",
+    benchmark:
+        "results/benchmarks/{run}/gather_{split}.tsv"
     conda:
         "../envs/data.yaml"
     resources:
@@ -90,6 +92,35 @@ rule release_tables:
         friendly_csv="results/{run}/release/{split}_friendly.csv",
     log:
         "logs/{run}/release_{split}.log",
+    benchmark:
+        "results/benchmarks/{run}/release_{split}.tsv"
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
+    params:
+        question_suffix=verbatim(config["schema"]["question_suffix"]),
+    script:
+        "../scripts/release_tables.py"
+
+
+# A given model's predictions of the whole catalogue (every split) as one set of tables.
+rule release_catalogue:
+    input:
+        predictions=expand(
+            f"results/{PREDICTIONS}/{{split}}_predictions.h5", split=SPLITS
+        ),
+        tree=tree_file(),
+        library=library("release_tables"),
+    output:
+        friendly=f"results/{PREDICTIONS}/release/catalogue_friendly.parquet",
+        advanced=f"results/{PREDICTIONS}/release/catalogue_advanced.parquet",
+        friendly_csv=f"results/{PREDICTIONS}/release/catalogue_friendly.csv",
+    log:
+        f"logs/{PREDICTIONS}/release_catalogue.log",
+    benchmark:
+        f"results/benchmarks/{PREDICTIONS}/release_catalogue.tsv"
     conda:
         "../envs/data.yaml"
     resources:

@@ -18,5 +18,7 @@ rule preprocess:
         image_size=config["preprocess"]["image_size"],
         crop_fraction=config["preprocess"]["crop_fraction"],
         greyscale=config["preprocess"]["channels"] == "grey",
+        fits_stretch=config["preprocess"]["fits_stretch"],
+        fits_softening=config["preprocess"]["fits_softening"],
     script:
         "../scripts/preprocess.py"

@@ -19,6 +19,7 @@ if __name__ == "__main__":
             tree_tolerance=params.tree_tolerance,
             tree_tolerance_votes=params.tree_tolerance_votes,
             threads=snakemake.threads,
+            votes_optional=params.votes_optional,
         )
         write_ingest(
             result,

@@ -12,5 +12,7 @@ if __name__ == "__main__":
             image_size=snakemake.params.image_size,
             crop_fraction=snakemake.params.crop_fraction,
             greyscale=snakemake.params.greyscale,
+            fits_stretch=snakemake.params.fits_stretch,
+            fits_softening=snakemake.params.fits_softening,
             threads=snakemake.threads,
         )

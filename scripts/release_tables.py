@@ -1,4 +1,4 @@
-"""Snakemake entry point: a split's predictions as GZ DECaLS-style friendly and advanced tables."""
+"""Snakemake entry point: a split's (or a whole catalogue's) predictions as GZ DECaLS-style tables."""
 
 from zooflow.release import write_release_tables
 from zooflow.runlog import log_to

@@ -66,3 +66,16 @@ def test_intervals_are_the_mixtures_central_90_percent(tree):
             assert row[f"{col}_observed_hi"] == mixture_count_quantile(n, a, b, 0.95) / n
     # P(asked): bar hangs from "featured".
     np.testing.assert_allclose(table["bar_p_asked"], table["shape_featured_fraction"])
+
+
+@pytest.mark.parametrize("head", ["dirichlet", "binomial"])
+def test_an_empty_split_summarises_to_an_empty_table_with_every_column(tree, head):
+    """A catalogue with no votes leaves test, val and initial empty; their summaries still exist."""
+    outputs = tree.n_answers if head == "dirichlet" else 1
+    alpha = np.random.default_rng(0).gamma(2.0, 2.0, (3, outputs, 4))
+    votes = np.zeros((3, tree.n_answers), dtype=np.int64)
+    full = summarise_predictions(np.array(["a", "b", "c"]), alpha, tree, votes=votes, head=head)
+    empty = summarise_predictions(
+        np.array([], dtype=str), alpha[:0], tree, votes=votes[:0], head=head
+    )
+    assert empty.empty and list(empty.columns) == list(full.columns)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, copy_workflow, run_snakemake
+from conftest import REPO, TINY_CONFIG, copy_workflow, run_snakemake
 from zooflow.mock import MockSurveyConfig, simulate_survey
 from zooflow.published import write_decals, write_gz2
 from zooflow.schema import load_schema
@@ -96,3 +97,67 @@ def test_a_shipped_real_survey_configuration_runs_end_to_end(survey: str, tmp_pa
             )
         released += friendly["id_str"].tolist()
     assert sorted(released) == sorted(catalogue["id_str"])
+
+
+@pytest.mark.slow
+def test_a_given_model_predicts_a_catalogue_without_votes_and_trains_nothing(
+    tiny_full_run: Path, tmp_path: Path
+):
+    import h5py
+    import yaml
+
+    from zooflow.posteriors import read_predictions
+
+    workdir = copy_workflow(tmp_path / "workflow")
+    mock = tiny_full_run / "results" / "data" / "mock"
+    # The tiny run's own galaxies, as a catalogue of images with no vote columns at all.
+    catalogue = pd.read_csv(mock / "catalogue.csv", dtype=str)[["id_str", "file_loc"]]
+    catalogue.to_csv(workdir / "unlabelled.csv", index=False)
+    settings = {
+        "data": {
+            "source": "catalogue",
+            "catalogue": "unlabelled.csv",
+            "images": str(mock / "images"),
+        },
+        "predict": {"model": str(tiny_full_run / "results" / "full")},
+    }
+    (workdir / "predict_only.yaml").write_text(yaml.safe_dump(settings))
+    configfiles = ["--configfile", str(TINY_CONFIG), "predict_only.yaml"]
+
+    run = run_snakemake(workdir, *configfiles, timeout=900)
+    ran = run.stdout + run.stderr
+    assert "rule predict:" in ran and "rule train:" not in ran and "rule pretrain:" not in ran
+    release = workdir / "results" / "predictions" / "release"
+    friendly = pd.read_parquet(release / "catalogue_friendly.parquet")
+    advanced = pd.read_parquet(release / "catalogue_advanced.parquet")
+    assert sorted(friendly["id_str"]) == sorted(catalogue["id_str"])
+    assert (
+        pd.read_csv(release / "catalogue_friendly.csv", dtype=str)["id_str"] == friendly["id_str"]
+    ).all()
+    assert advanced["smooth-or-featured_smooth_proportion-asked"].eq(1).all()
+
+    # Same model, same galaxies, same seed: the full run's posteriors, calibrated the same way.
+    ids, _, given, attrs = read_predictions(
+        workdir / "results" / "predictions" / "pool_predictions.h5"
+    )
+    full = {}
+    for split in ("test", "val", "initial", "pool"):
+        split_ids, _, predictions, full_attrs = read_predictions(
+            tiny_full_run / "results" / "full" / f"{split}_predictions.h5"
+        )
+        full.update(zip(split_ids, predictions, strict=True))
+    assert attrs["temperatures"] == full_attrs["temperatures"] != "{}"
+    np.testing.assert_allclose(given, np.stack([full[i] for i in ids]), rtol=1e-4)
+    with h5py.File(workdir / "results" / "predictions" / "pool_predictions.h5") as f:
+        assert f["votes"][:].sum() == 0
+
+    # A configuration the model does not fit stops before any job, naming what to set.
+    (workdir / "bigger.yaml").write_text("preprocess:\n  image_size: 64\n  channels: grey\n")
+    (workdir / "results").rename(workdir / "results_before")
+    refused = run_snakemake(workdir, *configfiles, "bigger.yaml", "-n", check=False)
+    message = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert "does not fit this configuration" in message
+    assert "set preprocess.image_size: 32 (now 64)" in message
+    assert "set preprocess.channels: rgb" in message
+    assert not (workdir / "results").exists()

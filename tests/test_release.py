@@ -127,6 +127,24 @@ def test_written_tables_stream_in_chunks_and_keep_ids(tmp_path: Path, schema):
     assert not list(tmp_path.glob("*.partial"))
 
 
+def test_a_catalogues_splits_make_one_table_and_empty_splits_are_fine(tmp_path: Path, schema):
+    alpha = concentrations_for(schema, 9, 3, seed=8)
+    ids = [f"g{i}" for i in range(9)]
+    write_predictions(tmp_path / "test.h5", [], alpha[:0], schema)  # an empty split
+    write_predictions(tmp_path / "val.h5", ids[:4], alpha[:4], schema)
+    write_predictions(tmp_path / "pool.h5", ids[4:], alpha[4:], schema)
+    outs = [tmp_path / n for n in ("f.parquet", "a.parquet", "f.csv")]
+    files = [tmp_path / f"{split}.h5" for split in ("test", "val", "pool")]
+    assert write_release_tables(files, *outs, schema, chunk=3) == 9
+    friendly, advanced = release_tables(np.array(ids), alpha, schema)
+    pd.testing.assert_frame_equal(pd.read_parquet(outs[1]), advanced)
+    assert read_csv_with_ids(outs[2])["id_str"].tolist() == ids
+
+    assert write_release_tables(files[:1], *outs, schema) == 0
+    assert pd.read_parquet(outs[0]).columns.tolist() == friendly.columns.tolist()
+    assert pd.read_parquet(outs[0]).empty and read_csv_with_ids(outs[2]).empty
+
+
 def test_binomial_predictions_and_another_tree_are_refused(tmp_path: Path, schema):
     alpha = concentrations_for(schema, 2, 3, seed=1)
     write_predictions(tmp_path / "binomial.h5", ["a", "b"], alpha, schema, head="binomial")

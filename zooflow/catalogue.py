@@ -492,8 +492,12 @@ def ingest_catalogue(
     tree_tolerance: float = 0.1,
     tree_tolerance_votes: float = 1,
     threads: int = 1,
+    votes_optional: bool = False,
 ) -> IngestResult:
     """Check every catalogue row; return the kept rows (clean table) and the rejected ones.
+
+    ``votes_optional`` (a prediction-only run): a catalogue with none of the tree's vote
+    columns is read as galaxies nobody has labelled, instead of refused.
 
     ``column_mapping``: None when the catalogue already uses ``schema.label_cols`` names, a
     dict {catalogue column: schema column}, or the name of a mapping the tree ships
@@ -512,6 +516,11 @@ def ingest_catalogue(
     n_input = len(frame)
     if n_input == 0:
         raise IngestError(f"catalogue {catalogue_path} has no rows")
+    if votes_optional and not set(frame.columns) & (set(schema.label_cols) | set(mapping)):
+        # A catalogue to predict, not to learn from: every galaxy is unlabelled.
+        log.info("ingest %s: no vote columns; every galaxy is unlabelled", catalogue_path)
+        frame = frame.assign(**dict.fromkeys(schema.label_cols, np.nan))
+        mapping = {}
     _check_columns(frame, schema, mapping, id_column, file_column, file_template, catalogue_path)
     if pd.api.types.is_float_dtype(frame[id_column]):
         raise IngestError(float_id_error(id_column, catalogue_path))

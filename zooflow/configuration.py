@@ -104,6 +104,37 @@ def check_settings(config: dict) -> None:
                     "paths are relative to (config/gz2.yaml shows both)"
                 )
     _check_paths_have_no_braces(config)
+    prediction_model(config)
+
+
+def prediction_model(config: dict) -> str:
+    """``predict.model``'s .keras file after checking that it fits the configuration (tree,
+    image size, channels, head); '' when the run trains its own models."""
+    model = str(config["predict"].get("model") or "")
+    if not model:
+        return ""
+    from zooflow.modelcard import (
+        ModelCardError,
+        check_model_fits,
+        read_model_card,
+        resolve_model_path,
+    )
+    from zooflow.schema import load_schema
+
+    try:
+        card = read_model_card(resolve_model_path(model))
+        check_model_fits(
+            card,
+            label_cols=load_schema(
+                tree_path(config["schema"]["tree"]), config["schema"]["question_suffix"]
+            ).label_cols,
+            image_size=config["preprocess"]["image_size"],
+            channels=1 if config["preprocess"]["channels"] == "grey" else 3,
+            head=config["train"]["head"],
+        )
+    except ModelCardError as err:
+        raise ConfigError(str(err)) from None
+    return str(card.path)
 
 
 # Settings that Snakemake uses as file paths: it reads `{name}` in a path as a wildcard.
@@ -112,6 +143,7 @@ PATH_SETTINGS = (
     ("data", "catalogue"),
     ("data", "images"),
     ("train", "weights_path"),
+    ("predict", "model"),
     ("active_learning", "campaign_dir"),
 )
 

@@ -155,7 +155,8 @@ def summarise_predictions(
     votes = np.zeros((len(ids), schema.n_answers)) if no_votes else np.asarray(votes)
     totals = schema.question_totals(votes).astype(np.int64)
     if head == "binomial":
-        rho = predictions.reshape(len(ids), -1).astype(np.float64)
+        # Explicit sizes: an empty split has no -1 to infer.
+        rho = predictions.reshape(len(ids), int(np.prod(predictions.shape[1:]))).astype(np.float64)
         col = binomial_answer or "rho"
         n = (
             totals[:, schema.answer_question_index[schema.label_cols.index(binomial_answer)]]
@@ -182,7 +183,7 @@ def summarise_predictions(
     draws = rng.beta(
         np.broadcast_to(alpha[..., None], (*alpha.shape, draws_per_pass)),
         np.broadcast_to(rest[..., None], (*rest.shape, draws_per_pass)),
-    ).reshape(len(ids), schema.n_answers, -1)
+    ).reshape(len(ids), schema.n_answers, alpha.shape[2] * draws_per_pass)
     lo, hi = np.quantile(draws, [lo_q, hi_q], axis=2)
     p_asked = schema.p_asked(mean)
     columns: dict[str, np.ndarray] = {"id_str": ids}

@@ -23,7 +23,7 @@ import pandas as pd
 from PIL import Image
 
 from zooflow.catalogue import read_catalogue_columns
-from zooflow.images import decode_image
+from zooflow.images import check_stretch, decode_image
 from zooflow.runlog import Progress
 
 log = logging.getLogger(__name__)
@@ -82,18 +82,32 @@ def prepare_image(
 
 
 def prepare_file(
-    path: str | Path, image_size: int, crop_fraction: float, greyscale: bool
+    path: str | Path,
+    image_size: int,
+    crop_fraction: float,
+    greyscale: bool,
+    fits_stretch: str = "arcsinh",
+    fits_softening: float = 3.0,
 ) -> np.ndarray:
-    """:func:`prepare_image` of a decoded image file (see :func:`zooflow.images.decode_image`)."""
-    return prepare_image(decode_image(path), image_size, crop_fraction, greyscale)
+    """:func:`prepare_image` of a decoded image file (see :func:`zooflow.images.decode_image`,
+    which also says how FITS fluxes are stretched)."""
+    rgb = decode_image(path, fits_stretch=fits_stretch, fits_softening=fits_softening)
+    return prepare_image(rgb, image_size, crop_fraction, greyscale)
 
 
 def _prepare_row(
-    task: tuple[int, str, str], image_size: int, crop_fraction: float, greyscale: bool
+    task: tuple[int, str, str],
+    image_size: int,
+    crop_fraction: float,
+    greyscale: bool,
+    fits_stretch: str = "arcsinh",
+    fits_softening: float = 3.0,
 ) -> np.ndarray:
     row, id_str, path = task
     try:
-        return prepare_file(path, image_size, crop_fraction, greyscale)
+        return prepare_file(
+            path, image_size, crop_fraction, greyscale, fits_stretch, fits_softening
+        )
     except Exception as err:
         # The worker's traceback is lost across processes: say which galaxy failed, and why.
         raise ValueError(
@@ -152,6 +166,8 @@ def preprocess_catalogue(
     crop_fraction: float,
     greyscale: bool,
     threads: int = 1,
+    fits_stretch: str = "arcsinh",
+    fits_softening: float = 3.0,
 ) -> None:
     """Prepare every catalogue image (:func:`prepare_image`) into one HDF5 file.
 
@@ -167,8 +183,14 @@ def preprocess_catalogue(
     channels = 1 if greyscale else 3
     n_images = len(table)
     tasks = zip(range(n_images), table["id_str"], table["file_loc"], strict=True)
+    check_stretch(fits_stretch, fits_softening)
     prepare = functools.partial(
-        _prepare_row, image_size=image_size, crop_fraction=crop_fraction, greyscale=greyscale
+        _prepare_row,
+        image_size=image_size,
+        crop_fraction=crop_fraction,
+        greyscale=greyscale,
+        fits_stretch=fits_stretch,
+        fits_softening=fits_softening,
     )
     temporary = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     started = time.perf_counter()

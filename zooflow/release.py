@@ -24,6 +24,7 @@ column by column.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
@@ -39,6 +40,21 @@ from zooflow.schema import Schema
 INTERVAL = 0.9
 # Below this expected share of volunteers asked, the friendly table leaves the answer empty.
 MIN_PROPORTION_ASKED = 0.5
+
+
+def _check_predictions(f: h5py.File, path: str | Path, schema: Schema) -> None:
+    head = str(f.attrs.get("head", "dirichlet"))
+    if head != "dirichlet":
+        raise ValueError(
+            f"{path}: release tables need Dirichlet concentrations, but this file holds the "
+            f"{head!r} head's predictions (train.head: dirichlet)"
+        )
+    stored = [c.decode() if isinstance(c, bytes) else str(c) for c in f["label_cols"][:]]
+    if stored != schema.label_cols:
+        raise ValueError(
+            f"{path}: its answers ({stored[:3]}...) are not those of tree {schema.name!r} with "
+            f"suffix {schema.question_suffix!r} ({schema.label_cols[:3]}...)"
+        )
 
 
 def release_tables(
@@ -79,7 +95,7 @@ def release_tables(
 
 
 def write_release_tables(
-    predictions_path: str | Path,
+    predictions: str | Path | Sequence[str | Path],
     friendly_path: str | Path,
     advanced_path: str | Path,
     friendly_csv_path: str | Path,
@@ -87,42 +103,42 @@ def write_release_tables(
     *,
     chunk: int = 4096,
 ) -> int:
-    """Write the three tables of one predictions file; returns the number of galaxies."""
+    """Write the three tables of one predictions file, or of several one after the other (a
+    catalogue's splits); returns the number of galaxies."""
+    files = [predictions] if isinstance(predictions, str | Path) else list(predictions)
     outputs = [Path(p) for p in (friendly_path, advanced_path, friendly_csv_path)]
     partial = [p.with_name(p.name + ".partial") for p in outputs]
     writers: list[pq.ParquetWriter] = []
     count = 0
-    with h5py.File(predictions_path, "r") as f:
-        head = str(f.attrs.get("head", "dirichlet"))
-        if head != "dirichlet":
-            raise ValueError(
-                f"{predictions_path}: release tables need Dirichlet concentrations, but this "
-                f"file holds the {head!r} head's predictions (train.head: dirichlet)"
-            )
-        stored = [c.decode() if isinstance(c, bytes) else str(c) for c in f["label_cols"][:]]
-        if stored != schema.label_cols:
-            raise ValueError(
-                f"{predictions_path}: its answers ({stored[:3]}...) are not those of tree "
-                f"{schema.name!r} with suffix {schema.question_suffix!r} ({schema.label_cols[:3]}...)"
-            )
-        n = f["id_str"].shape[0]
-        with partial[2].open("w", newline="") as csv:
-            for start in range(0, max(n, 1), chunk):
-                ids = np.asarray(f["id_str"].asstr()[start : start + chunk], dtype=str)
-                friendly, advanced = release_tables(
-                    ids, f["predictions"][start : start + chunk], schema
-                )
-                tables = [
-                    pa.Table.from_pandas(t, preserve_index=False) for t in (friendly, advanced)
-                ]
-                if not writers:
-                    writers = [
-                        pq.ParquetWriter(p, t.schema) for p, t in zip(partial, tables, strict=False)
+    with partial[2].open("w", newline="") as csv:
+        for path in files:
+            with h5py.File(path, "r") as f:
+                _check_predictions(f, path, schema)
+                n = f["id_str"].shape[0]
+                for start in range(0, n, chunk):
+                    ids = np.asarray(f["id_str"].asstr()[start : start + chunk], dtype=str)
+                    friendly, advanced = release_tables(
+                        ids, f["predictions"][start : start + chunk], schema
+                    )
+                    tables = [
+                        pa.Table.from_pandas(t, preserve_index=False) for t in (friendly, advanced)
                     ]
-                for writer, table in zip(writers, tables, strict=True):
-                    writer.write_table(table)
-                friendly.to_csv(csv, index=False, header=start == 0, lineterminator="\n")
-                count += len(ids)
+                    if not writers:
+                        writers = [
+                            pq.ParquetWriter(p, t.schema)
+                            for p, t in zip(partial, tables, strict=False)
+                        ]
+                    for writer, table in zip(writers, tables, strict=True):
+                        writer.write_table(table)
+                    friendly.to_csv(csv, index=False, header=count == 0, lineterminator="\n")
+                    count += len(ids)
+    if not writers:  # no galaxy at all: empty tables with every column
+        friendly, advanced = release_tables(
+            np.array([], dtype=str), np.zeros((0, schema.n_answers, 1)), schema
+        )
+        for p, table in zip(partial, (friendly, advanced), strict=False):
+            table.to_parquet(p, index=False)
+        friendly.to_csv(partial[2], index=False, lineterminator="\n")
     for writer in writers:
         writer.close()
     for tmp, final in zip(partial, outputs, strict=True):
