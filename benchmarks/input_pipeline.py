@@ -34,13 +34,13 @@ import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from _survey import write_synthetic_shards  # noqa: E402
 
+from zooflow.data import make_dataset  # noqa: E402
 from zooflow.schema import load_schema  # noqa: E402
 from zooflow.training import (  # noqa: E402
     TrainingConfig,
     _loss_and_metrics,
     build_training_model,
     configure_tensorflow,
-    make_dataset,
 )
 
 GOAL = 3.0

@@ -38,7 +38,6 @@ rule acquire:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=lambda wildcards, attempt: 60 * attempt,
     params:
-        head=config["train"]["head"],
         n_acquire=config["active_learning"]["acquire_per_round"],
         expected_votes=config["active_learning"]["expected_votes"],
         question_weights=config["active_learning"]["question_weights"],

@@ -6,6 +6,7 @@ import re
 from zooflow.configuration import prediction_model
 from zooflow.dependencies import import_closure
 from zooflow.runlog import SNAKEMAKE_PROCESS, process_marker
+from zooflow.splits import SPLITS
 from zooflow.trees import BUILTIN_TREES
 
 # Jobs import zooflow from this checkout, the same files `library()` tracks as inputs, whether
@@ -29,7 +30,6 @@ AL = f"results/{ROUNDS}"
 CAMPAIGN = config["active_learning"]["campaign_dir"]
 FIRST_STRATEGY = config["active_learning"]["strategies"][0]
 FIRST_ROUND_0 = f"results/al/{FIRST_STRATEGY}/seed_{{seed}}/round_0"
-SPLITS = ["test", "val", "initial", "pool"]
 
 
 # A run is one trained model and what follows from it: the supervised run on every labelled
@@ -145,7 +145,7 @@ def predicted_splits(run):
     """The supervised run predicts every galaxy; a round its test set, its waiting pool and,
     when predictions are calibrated, the validation split they are calibrated on."""
     if not run.startswith("al/"):
-        return SPLITS
+        return list(SPLITS)
     return (
         ["test", "val", "pool"] if config["predict"]["calibrate"] else ["test", "pool"]
     )

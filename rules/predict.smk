@@ -19,7 +19,6 @@ rule predict:
         runtime=lambda wildcards, attempt: 120 * attempt,
     params:
         splits=lambda wildcards: predicted_splits(wildcards.run),
-        head=config["train"]["head"],
         passes=config["predict"]["passes"],
         batch_size=config["predict"]["batch_size"],
         shard_groups=config["predict"]["shard_groups"],

@@ -16,7 +16,6 @@ if __name__ == "__main__":
             n_acquire=snakemake.params.n_acquire,
             scores_out=snakemake.output.scores,
             acquired_out=snakemake.output.acquired,
-            head=snakemake.params.head,
             expected_votes=snakemake.params.expected_votes,
             question_weights=dict(snakemake.params.question_weights),
             seed=snakemake.params.seed,

@@ -15,7 +15,6 @@ if __name__ == "__main__":
             load_schema(snakemake.input.tree, snakemake.params.question_suffix),
             snakemake.output.predictions,
             ids={"pool": snakemake.input.waiting} if "waiting" in snakemake.input.keys() else None,
-            head=snakemake.params.head,
             passes=snakemake.params.passes,
             batch_size=snakemake.params.batch_size,
             shard_group=(int(snakemake.wildcards.group), snakemake.params.shard_groups),

@@ -91,3 +91,36 @@ def test_config_readme_describes_every_key_of_the_schema():
         assert section in sections, f"config/README.md has no section for {section}"
         for key in spec["properties"]:
             assert re.search(rf"^\| `{key}` \|", sections[section], flags=re.M), f"{section}.{key}"
+
+
+def test_the_schema_names_what_the_library_provides_with_the_same_defaults():
+    """One source of truth: the schema's choices are the registries, and the training
+    defaults a library user gets are the ones a workflow run gets."""
+    import dataclasses
+
+    import yaml
+
+    from conftest import REPO
+    from zooflow.acquisition import ACQUISITION_FUNCTIONS, INFORMATION_ESTIMATORS
+    from zooflow.images import FITS_STRETCHES
+    from zooflow.models import MODELS
+    from zooflow.posteriors import HEADS
+    from zooflow.training import DEVICES, TrainingConfig
+
+    sections = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())["properties"]
+
+    def choices(section, key):
+        spec = sections[section]["properties"][key]
+        return set(spec.get("enum") or spec["items"]["enum"])
+
+    assert choices("train", "model") == set(MODELS)
+    assert choices("train", "head") == set(HEADS)
+    assert choices("train", "device") == set(DEVICES)
+    assert choices("active_learning", "strategies") == set(ACQUISITION_FUNCTIONS)
+    assert choices("active_learning", "baseline") == set(ACQUISITION_FUNCTIONS)
+    assert choices("active_learning", "information") == set(INFORMATION_ESTIMATORS)
+    assert choices("preprocess", "fits_stretch") == set(FITS_STRETCHES)
+
+    train = sections["train"]["properties"]
+    for field in dataclasses.fields(TrainingConfig):
+        assert train[field.name].get("default") == field.default, field.name

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from zooflow.data import load_split
 from zooflow.models import CONCENTRATION_FLOOR, build_model, split_trunk_head
 from zooflow.posteriors import gather_and_summarise, read_predictions
 from zooflow.predict import (
@@ -14,7 +15,6 @@ from zooflow.predict import (
     sample_posteriors,
     sample_posteriors_full_passes,
 )
-from zooflow.shards import load_split
 
 pytestmark = pytest.mark.slow
 
@@ -87,6 +87,62 @@ def test_prediction_file_has_zoobots_layout(tiny_survey, tmp_path):
     with h5py.File(out) as f:
         assert list(f["label_cols"].asstr()[:]) == schema.label_cols
         assert f["predictions"].compression == "gzip"
+
+
+def test_the_head_comes_from_the_model_and_travels_in_the_predictions_file(tiny_survey, tmp_path):
+    """No head setting is needed downstream: predict reads it from the model, acquire from the
+    predictions file."""
+    from zooflow.acquisition import acquire
+    from zooflow.modelcard import read_model_card, write_model_card
+    from zooflow.rounds import start_rounds
+
+    schema = tiny_survey.schema
+    keras.utils.set_random_seed(0)
+    binomial = build_model(
+        "w20_cnn", input_shape=(32, 32, 1), head="binomial", n_answers=1, augment=False
+    )
+    binomial.save(tmp_path / "binomial.keras")
+    assert read_model_card(tmp_path / "binomial.keras").head is None  # saved without a card
+    start_rounds(
+        tiny_survey.splits,
+        tiny_survey.catalogue,
+        schema,
+        tmp_path / "labelled.csv",
+        tmp_path / "unlabelled.csv",
+    )
+    predict_catalogue(
+        tmp_path / "binomial.keras",
+        [tiny_survey.shards["pool"]],
+        schema,
+        tmp_path / "pool.h5",
+        passes=4,
+        ids=tmp_path / "unlabelled.csv",
+    )
+    _, _, predictions, attrs = read_predictions(tmp_path / "pool.h5")
+    assert attrs["head"] == "binomial" and predictions.shape[1:] == (1, 4)
+    acquire(
+        tmp_path / "pool.h5",
+        tmp_path / "unlabelled.csv",
+        tiny_survey.catalogue,
+        schema,
+        strategy="bald",
+        n_acquire=3,
+        scores_out=tmp_path / "scores.csv",
+        acquired_out=tmp_path / "acquired.csv",
+    )
+    # Binomial BALD scores one answer: its only per-question column is "mi_answer".
+    assert "mi_answer" in pd.read_csv(tmp_path / "scores.csv").columns
+
+    # The card written at training wins over the output count (and says what was trained).
+    write_model_card(
+        tmp_path / "binomial.keras",
+        label_cols=schema.label_cols,
+        tree=schema.name,
+        question_suffix="",
+        head="binomial",
+    )
+    card = read_model_card(tmp_path / "binomial.keras")
+    assert card.head == "binomial" and card.input_shape == (32, 32, 1) and card.outputs == 1
 
 
 def test_shard_groups_gather_to_the_same_predictions(tiny_survey, tmp_path):

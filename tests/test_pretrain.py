@@ -15,8 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_features_trained_on_another_survey_load_into_a_new_network(tmp_path):
-    from zooflow.models import build_model, split_trunk_head
-    from zooflow.predict import load_model
+    from zooflow.models import build_model, load_model, split_trunk_head
 
     schema = load_schema("decals_dr5")
     summary = pretrain_features(

@@ -14,15 +14,14 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from zooflow.data import load_split, make_dataset, shard_files
 from zooflow.preprocess import preprocess_catalogue
 from zooflow.schema import load_schema
 from zooflow.shards import (
     ShardError,
     encode_png,
-    load_split,
     parse_example,
     read_manifest,
-    shard_dataset,
     write_all_shards,
     write_split_shards,
 )
@@ -202,35 +201,34 @@ def test_rewriting_removes_stale_shards(survey, tmp_path):
     assert manifest["files"][0]["count"] == 11
 
 
-def test_shard_dataset_reads_several_manifests(survey, tmp_path):
+def test_make_dataset_reads_several_manifests(survey, tmp_path):
     for split in ("test", "pool"):
         write(survey, split, tmp_path / split)
-    manifests = [tmp_path / "test" / "manifest.json", tmp_path / "pool" / "manifest.json"]
-    dataset = shard_dataset(manifests, SCHEMA, interleave_cycle=2)
-    assert dataset.element_spec["image"].shape == (8, 8, 1)
-    assert dataset.element_spec["votes"].shape == (SCHEMA.n_answers,)
-    examples = list(dataset.as_numpy_iterator())
+    manifests = [tmp_path / "test" / "manifest.json", tmp_path / "pool"]  # manifest or folder
+    dataset = make_dataset(manifests, SCHEMA, batch_size=5, with_ids=True)
+    images, votes, _ = dataset.element_spec
+    assert tuple(images.shape[1:]) == (8, 8, 1) and tuple(votes.shape[1:]) == (SCHEMA.n_answers,)
+    batches = list(dataset.as_numpy_iterator())
+    got = [i.decode() for _, _, ids in batches for i in ids]
     table = pd.read_parquet(survey["catalogue"]).set_index("id_str")
-    got = [e["id_str"].decode() for e in examples]
     _, test_rows = expected_rows(survey, "test")
     _, pool_rows = expected_rows(survey, "pool")
     assert sorted(got) == sorted(table.index[np.concatenate([test_rows, pool_rows])])
-    for example in examples:
-        galaxy = example["id_str"].decode()
-        np.testing.assert_array_equal(example["votes"], table.loc[galaxy, SCHEMA.label_cols])
-    # deterministic: the same order on a second pass, and with the file order shuffled by seed
-    assert [e["id_str"] for e in dataset.as_numpy_iterator()] == [e["id_str"] for e in examples]
-    shuffled = shard_dataset(manifests, SCHEMA.n_answers, shuffle_files=True, seed=3)
-    first_pass = [e["id_str"].decode() for e in shuffled.as_numpy_iterator()]
-    assert sorted(first_pass) == sorted(got)
+    all_votes = np.concatenate([v for _, v, _ in batches])
+    np.testing.assert_array_equal(all_votes, table.loc[got, SCHEMA.label_cols].to_numpy())
+    # deterministic: the same order on a second pass
+    again = [i.decode() for _, _, ids in dataset.as_numpy_iterator() for i in ids]
+    assert again == got
 
 
-def test_shard_dataset_rejects_a_different_tree(survey, tmp_path):
+def test_the_reader_rejects_shards_of_another_tree(survey, tmp_path):
     write(survey, "test", tmp_path)
-    with pytest.raises(ShardError, match="decals_dr5"):
-        shard_dataset([tmp_path / "manifest.json"], load_schema("decals_dr5"))
-    with pytest.raises(ShardError, match="not 5"):
-        shard_dataset([tmp_path / "manifest.json"], 5)
+    with pytest.raises(ShardError, match="not tree 'decals_dr5'"):
+        make_dataset([tmp_path], load_schema("decals_dr5"), batch_size=2)
+    with pytest.raises(ShardError, match=r"manifest.json: shards were written for columns"):
+        shard_files([tmp_path / "manifest.json"], schema=load_schema("decals_dr5"))
+    files, shape = shard_files([tmp_path], schema=SCHEMA)
+    assert shape == (8, 8, 1) and sum(n for _, n in files) == 4
 
 
 def test_parse_example_decodes_inside_dataset_map():

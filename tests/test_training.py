@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zooflow.training import TrainingConfig, TrainingDiverged, make_dataset, train_model
+from zooflow.data import make_dataset
+from zooflow.training import TrainingConfig, TrainingDiverged, train_model
 
 pytestmark = pytest.mark.slow
 
@@ -195,8 +196,7 @@ def test_the_gpu_path_mixed_precision_and_mirrored_strategy_trains(
 
 
 def test_a_frozen_trunk_keeps_its_pretrained_features_and_trains_the_head(tiny_survey, tmp_path):
-    from zooflow.models import build_model, save_feature_weights, split_trunk_head
-    from zooflow.predict import load_model
+    from zooflow.models import build_model, load_model, save_feature_weights, split_trunk_head
 
     source = build_model("w20_cnn", input_shape=(32, 32, 1), head="dirichlet", n_answers=34, seed=9)
     weights = save_feature_weights(source, tmp_path / "features.weights.h5")

@@ -131,8 +131,7 @@ def test_a_changed_training_setting_reruns_training_and_what_follows_only(tiny_f
 
 
 def test_a_run_exports_features_that_every_training_of_another_starts_from(tiny_full_run, tmp_path):
-    from zooflow.models import build_model, split_trunk_head
-    from zooflow.predict import load_model
+    from zooflow.models import build_model, load_model, split_trunk_head
 
     run_snakemake(
         tiny_full_run, "results/full/features.weights.h5", "--configfile", str(TINY_CONFIG)

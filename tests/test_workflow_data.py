@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from conftest import REPO, TINY_CONFIG, copy_workflow, run_snakemake
+from zooflow.data import load_split
 from zooflow.schema import load_schema
-from zooflow.shards import load_split
 
 
 @pytest.mark.slow

@@ -53,11 +53,11 @@ from zooflow.information import (
     n_vote_compositions,
     vote_compositions,
 )
+from zooflow.posteriors import HEADS
 from zooflow.schema import Schema
 
 log = logging.getLogger(__name__)
 
-HEADS = ("dirichlet", "binomial")
 INFORMATION_ESTIMATORS = ("joint", "question_sum")
 DEFAULT_EPIG_TARGETS = 200
 
@@ -386,7 +386,6 @@ def acquire(
     n_acquire: int,
     scores_out: str | Path,
     acquired_out: str | Path,
-    head: str = "dirichlet",
     expected_votes: float = 40,
     question_weights: dict[str, float] | None = None,
     seed: int = 0,
@@ -400,11 +399,13 @@ def acquire(
     (``acquired_out``: rank, id_str, file_loc, score, mi, mi_<question>), ready to upload as
     Zooniverse subjects in a real campaign. ``score`` is what the strategy ranks by; ``mi``, the
     combined BALD mutual information, is written for the BALD strategies (for ``power_bald`` the
-    score is ln MI plus noise, so ``mi`` is the one to read as information).
+    score is ln MI plus noise, so ``mi`` is the one to read as information). The head is the
+    one the predictions file records.
     """
     from zooflow.posteriors import read_predictions
 
     ids, _, predictions, attrs = read_predictions(predictions_path)
+    head = str(attrs.get("head", "dirichlet"))
     if strategy == "epig" and attrs.get("dropout_masks") != "shared":
         raise ValueError(
             f"{predictions_path}: EPIG needs samples that are the same network for every galaxy, "

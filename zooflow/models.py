@@ -28,7 +28,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-HEADS = ("dirichlet", "binomial")
+from zooflow.posteriors import HEADS
+
 CONCENTRATION_ACTIVATIONS = ("softplus", "sigmoid")
 # softplus: α = softplus(z) + floor. The floor keeps α > 0 (lgamma's pole) without a bound
 # where gradients vanish; 0.01 lets a question's predictive be as spread out as votes ever are.
@@ -552,3 +553,17 @@ def build_model(
         seed=seed,
         **options,
     )
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """A trained zooflow model (its custom layers are registered by this module, its losses by
+    :mod:`zooflow.losses`); not compiled, as prediction and fine-tuning compile their own."""
+    import zooflow.losses  # noqa: F401  (registers serialisable losses)
+
+    return keras.models.load_model(path, compile=False)
+
+
+def head_of(model: keras.Model) -> str:
+    """The head a built or loaded model has: one output is W+20's binomial probability; a
+    Dirichlet head has one concentration per answer of the tree (at least two)."""
+    return "binomial" if int(model.output.shape[-1]) == 1 else "dirichlet"

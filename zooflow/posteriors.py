@@ -26,6 +26,9 @@ import pandas as pd
 from zooflow.schema import Schema
 
 STRING = h5py.string_dtype("utf-8")
+# What a network predicts per galaxy: Dirichlet concentrations for every answer of the tree, or
+# one binomial probability (W+20). Every module that branches on the head checks against this.
+HEADS = ("dirichlet", "binomial")
 
 
 def read_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:

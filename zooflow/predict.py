@@ -24,19 +24,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from zooflow.data import make_dataset, read_ids, shard_files
+from zooflow.modelcard import read_model_card
+from zooflow.models import head_of, load_model, split_head_dropout, split_trunk_head
 from zooflow.posteriors import STRING
 from zooflow.runlog import Progress
 from zooflow.schema import Schema
 
 log = logging.getLogger(__name__)
-
-
-def load_model(path: str | Path) -> keras.Model:
-    """A trained zooflow model; importing zooflow's modules registers its custom objects."""
-    import zooflow.losses  # noqa: F401  (registers serialisable losses)
-    import zooflow.models  # noqa: F401  (registers MCDropout and heads)
-
-    return keras.models.load_model(path, compile=False)
 
 
 def dropout_masks(n_features: int, rate: float, passes: int, seed: int) -> np.ndarray:
@@ -73,7 +68,6 @@ def sample_posteriors(trunk, head, images, passes: int, *, seed: int = 0) -> np.
     Sample t of every galaxy uses dropout mask t of :func:`dropout_masks` (``seed``), so the
     cost is one trunk pass plus T head passes, and the same seed gives the same T networks.
     """
-    from zooflow.models import split_head_dropout
 
     rate, rest = split_head_dropout(head)
     masks = dropout_masks(int(trunk.output.shape[-1]), rate, int(passes), seed)
@@ -98,8 +92,6 @@ def iter_posterior_batches(
     seed: int = 0,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield (id_str, votes, samples) per batch; ``model`` is a saved model's path or the model."""
-    from zooflow.models import split_head_dropout, split_trunk_head
-    from zooflow.training import make_dataset
 
     keras.utils.set_random_seed(seed)
     if not isinstance(model, keras.Model):
@@ -128,7 +120,6 @@ def iter_posterior_batches(
 
 def _expected_count(manifests, ids, shard_group) -> int:
     """Galaxies a prediction will write, for its progress: the wanted ones its shards hold."""
-    from zooflow.training import read_ids, shard_files
 
     files, _ = shard_files(manifests, shard_group, verify_checksums=False)
     in_shards = sum(count for _, count in files)
@@ -142,7 +133,7 @@ def predict_catalogue(
     schema: Schema,
     out_path: str | Path,
     *,
-    head: str = "dirichlet",
+    head: str | None = None,
     passes: int = 30,
     batch_size: int = 256,
     ids: Sequence[str] | str | Path | None = None,
@@ -152,8 +143,13 @@ def predict_catalogue(
     """Write MC-dropout samples for every galaxy in the shards (or in ``ids``); return the count.
 
     ``shard_group`` (g, G) predicts only every G-th shard starting at g, so G jobs can share a
-    large catalogue and :func:`gather_predictions` joins them.
+    large catalogue and :func:`gather_predictions` joins them. ``head`` is read from the model
+    (one output: binomial) unless given; it is written into the file's attributes, where
+    everything downstream reads it.
     """
+    if not isinstance(model, keras.Model):
+        model = load_model(model)
+    head = head or head_of(model)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
@@ -208,7 +204,7 @@ def predict_splits(
     out_dir: str | Path,
     *,
     ids: dict[str, str | Path] | None = None,
-    head: str = "dirichlet",
+    head: str | None = None,
     passes: int = 30,
     batch_size: int = 256,
     shard_group: tuple[int, int] | None = None,
@@ -218,8 +214,10 @@ def predict_splits(
 
     ``shards`` maps split names to shard folders; ``ids`` optionally restricts a split to some
     galaxies (an active-learning round's waiting pool). One job per run, rather than per split,
-    pays TensorFlow's start-up and the model's load and trace once.
+    pays TensorFlow's start-up and the model's load and trace once. The head is the one the
+    model file's card names (:mod:`zooflow.modelcard`), or else read from the model.
     """
+    head = head or read_model_card(model_path).head
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = load_model(model_path)

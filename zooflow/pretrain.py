@@ -74,8 +74,8 @@ def pretrain_features(
     )
 
     from zooflow.metrics import evaluate_predictions
-    from zooflow.models import save_feature_weights
-    from zooflow.predict import load_model, predict_catalogue
+    from zooflow.models import load_model, save_feature_weights
+    from zooflow.predict import predict_catalogue
     from zooflow.shards import write_all_shards
     from zooflow.splits import SPLITS
     from zooflow.training import train_model

@@ -23,15 +23,16 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from zooflow.ids import read_csv_with_ids
+from zooflow.data import make_dataset, manifest_path, read_labels, shard_files
 from zooflow.jsonfile import write_json
 from zooflow.modelcard import write_model_card
+from zooflow.posteriors import HEADS
 from zooflow.runlog import epoch_line, training_outcome
 from zooflow.schema import Schema
 
 log = logging.getLogger(__name__)
 
-HEADS = ("dirichlet", "binomial")
+DEVICES = ("auto", "cpu", "gpu")
 # In the state folder: the training job holds a lock on it (runlog.exclusive), kept by a fresh start.
 STATE_LOCK = "lock"
 
@@ -55,8 +56,8 @@ class TrainingConfig:
     head: str = "dirichlet"
     binomial_answer: str = "smooth-or-featured_smooth"
     batch_size: int = 64
-    epochs: int = 30
-    patience: int = 5
+    epochs: int = 20
+    patience: int = 4
     learning_rate: float = 1e-3
     dropout_rate: float | None = None
     augment: bool = True
@@ -76,8 +77,8 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ValueError(f"train.head must be one of {HEADS}, not {self.head!r}")
-        if self.device not in ("auto", "cpu", "gpu"):
-            raise ValueError(f"train.device must be auto, cpu or gpu, not {self.device!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"train.device must be one of {DEVICES}, not {self.device!r}")
         for name in ("batch_size", "epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be at least 1")
@@ -113,164 +114,6 @@ def configure_tensorflow(seed: int, deterministic: bool, device: str = "auto"):
     keras.mixed_precision.set_global_policy("mixed_float16")
     log.info("training on %d GPU(s) with mixed precision", len(gpus))
     return tf.distribute.MirroredStrategy()
-
-
-def manifest_path(source: str | Path) -> Path:
-    """A split's manifest, given the manifest itself or the split's shard folder."""
-    source = Path(source)
-    return source / "manifest.json" if source.is_dir() else source
-
-
-def shard_files(
-    sources: Sequence[str | Path],
-    shard_group: tuple[int, int] | None = None,
-    *,
-    verify_checksums: bool = True,
-) -> tuple[list[tuple[str, int]], tuple[int, int, int]]:
-    """(file, examples) of the given splits' shards (optionally one group of G, for parallel
-    prediction), and the image shape."""
-    from zooflow.shards import read_manifest
-
-    files: list[tuple[str, int]] = []
-    shapes = set()
-    for source in sources:
-        path = manifest_path(source)
-        manifest = read_manifest(path, verify_checksums=verify_checksums)
-        shapes.add(tuple(manifest["image_shape"]))
-        files.extend((str(path.parent / e["name"]), int(e["count"])) for e in manifest["files"])
-    if len(shapes) > 1:
-        raise ValueError(f"shards disagree on the image shape: {sorted(shapes)}")
-    if shard_group is not None:
-        group, n_groups = shard_group
-        if not 0 <= group < n_groups:
-            raise ValueError(f"shard group {group} is not one of 0..{n_groups - 1}")
-        files = files[group::n_groups]
-    return files, (shapes.pop() if shapes else (0, 0, 0))
-
-
-def read_labels(labels: pd.DataFrame | str | Path, schema: Schema) -> pd.DataFrame:
-    """A labelled set: ``id_str`` plus the schema's vote columns (a DataFrame or a CSV)."""
-    if not isinstance(labels, pd.DataFrame):
-        labels = read_csv_with_ids(labels)
-    missing = [c for c in ["id_str", *schema.label_cols] if c not in labels.columns]
-    if missing:
-        raise ValueError(f"labelled set lacks columns {missing[:5]}")
-    if labels["id_str"].duplicated().any():
-        dup = labels.loc[labels["id_str"].duplicated(), "id_str"].iloc[0]
-        raise ValueError(f"labelled set lists galaxy {dup!r} twice")
-    votes = labels[schema.label_cols].to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(votes) | (votes < 0)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise ValueError(
-            f"labelled set row {row} ({labels['id_str'].iloc[row]}): vote count "
-            f"{votes[row, col]} in {schema.label_cols[col]} is not a non-negative number"
-        )
-    return labels
-
-
-def read_ids(ids: Sequence[str] | str | Path | None) -> list[str] | None:
-    """Galaxy ids given directly or as a CSV file with an ``id_str`` column."""
-    if ids is None:
-        return None
-    if isinstance(ids, str | Path):
-        return read_csv_with_ids(ids)["id_str"].tolist()
-    return [str(i) for i in ids]
-
-
-def make_dataset(
-    sources: Sequence[str | Path],
-    schema: Schema,
-    *,
-    batch_size: int,
-    ids: Sequence[str] | str | Path | None = None,
-    labels: pd.DataFrame | str | Path | None = None,
-    shuffle: bool = False,
-    shuffle_buffer: int = 2048,
-    seed: int = 0,
-    cache: bool = False,
-    deterministic: bool = True,
-    with_ids: bool = False,
-    shard_group: tuple[int, int] | None = None,
-    in_order: bool = False,
-):
-    """Batches of (image float32, votes float32) — or (image, votes, id_str) — from shards.
-
-    ``sources`` are shard folders or their manifests. ``ids`` keeps only those galaxies.
-    ``labels`` (id_str + vote columns) keeps only its galaxies *and* takes their votes from it
-    instead of the shards: an active-learning round trains on exactly the votes the oracle has
-    revealed, and the pool's held-back votes in the shards are never read. ``in_order`` reads
-    the shards one after another, so galaxies come out in catalogue order (for prediction
-    files); otherwise shards are interleaved for throughput.
-    """
-    from zooflow.shards import parse_example
-
-    shard_list, image_shape = shard_files(sources, shard_group)
-    files = [name for name, _ in shard_list]
-    ids = read_ids(ids)
-    dataset = tf.data.Dataset.from_tensor_slices(tf.constant(files or [""], dtype=tf.string))
-    if not files:
-        dataset = dataset.take(0)
-    if shuffle:
-        dataset = dataset.shuffle(max(len(files), 1), seed=seed)
-    if in_order:
-        dataset = dataset.flat_map(tf.data.TFRecordDataset)
-    else:
-        dataset = dataset.interleave(
-            tf.data.TFRecordDataset,
-            cycle_length=4,
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=deterministic,
-        )
-    dataset = dataset.map(
-        lambda record: parse_example(record, schema.n_answers, image_shape),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=deterministic,
-    )
-    revealed = None
-    if labels is not None:
-        table = read_labels(labels, schema)
-        ids = table["id_str"].tolist()
-        revealed = tf.constant(
-            table[schema.label_cols].to_numpy(np.float32).reshape(-1, schema.n_answers)
-        )
-    if ids is not None:
-        # id -> row in `ids` (+1, so that 0 means "not wanted")
-        row_of = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tf.constant(ids or [""], dtype=tf.string),
-                tf.range(1, len(ids) + 1, dtype=tf.int64) if ids else tf.zeros([1], tf.int64),
-            ),
-            default_value=0,
-        )
-        dataset = dataset.filter(lambda ex: row_of.lookup(ex["id_str"]) > 0)
-    # Known size: Keras counts steps instead of guessing, and a wanted galaxy missing from the
-    # shards fails loudly instead of silently shrinking the training set. (A shard group holds
-    # only part of the wanted ids, so the check applies to whole splits.)
-    if ids is None:
-        dataset = dataset.apply(
-            tf.data.experimental.assert_cardinality(sum(n for _, n in shard_list))
-        )
-    elif shard_group is None:
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(ids)))
-
-    def to_arrays(ex):
-        image = tf.cast(ex["image"], tf.float32)
-        if revealed is None:
-            votes = tf.cast(ex["votes"], tf.float32)
-        else:
-            votes = tf.gather(revealed, row_of.lookup(ex["id_str"]) - 1)
-        return (image, votes, ex["id_str"]) if with_ids else (image, votes)
-
-    dataset = dataset.map(to_arrays, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if cache:
-        dataset = dataset.cache()
-    if shuffle:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.deterministic = deterministic
-    return dataset.with_options(options)
 
 
 def _loss_and_metrics(config: TrainingConfig, schema: Schema):
@@ -449,7 +292,7 @@ def train_model(
         model = build_training_model(config, schema, image_shape, seed)
         if initial_model is not None:
             # Warm start: continue from the previous round's weights rather than from scratch.
-            from zooflow.predict import load_model
+            from zooflow.models import load_model
 
             model.set_weights(load_model(initial_model).get_weights())
             log.info("warm start from %s", initial_model)
@@ -659,8 +502,7 @@ def export_feature_weights(model_path: str | Path, weights_path: str | Path) -> 
     The way to start a new survey's rounds from a model trained on an earlier one: only the
     ``features`` sub-model carries over (see :func:`zooflow.models.save_feature_weights`).
     """
-    from zooflow.models import save_feature_weights
-    from zooflow.predict import load_model
+    from zooflow.models import load_model, save_feature_weights
 
     path = save_feature_weights(load_model(model_path), weights_path)
     log.info("feature extractor of %s saved to %s", model_path, path)
