@@ -124,7 +124,7 @@ def test_written_tables_stream_in_chunks_and_keep_ids(tmp_path: Path, schema):
     from_csv = read_csv_with_ids(out["friendly.csv"])
     assert from_csv["id_str"].tolist() == ids
     pd.testing.assert_frame_equal(from_csv, friendly_whole, check_exact=False, rtol=1e-12)
-    assert not list(tmp_path.glob("*.partial"))
+    assert not list(tmp_path.glob(".partial*"))
 
 
 def test_a_catalogues_splits_make_one_table_and_empty_splits_are_fine(tmp_path: Path, schema):

@@ -39,7 +39,6 @@ from zooflow.bald import (
     binomial_entropies,
     combine_questions,
     dirichlet_multinomial_entropies,
-    mean_predicted_fractions,
     question_weight_vector,
 )
 from zooflow.ids import read_csv_with_ids
@@ -76,7 +75,6 @@ __all__ = [
     "epig_binomial",
     "expected_information_gain",
     "expected_predictive_information_gain",
-    "mean_predicted_fractions",
     "n_vote_compositions",
     "question_weight_vector",
     "register",

@@ -26,6 +26,7 @@ import numpy as np
 from scipy.special import entr, gammaln
 
 from zooflow.information import n_vote_compositions, vote_compositions
+from zooflow.posteriors import mean_vote_fractions
 from zooflow.runlog import Progress
 from zooflow.schema import Schema
 
@@ -315,14 +316,6 @@ class DirichletMultinomialTerms:
         return np.maximum(self.predictive_entropy - self.expected_entropy, 0.0)
 
 
-def mean_predicted_fractions(concentrations: np.ndarray, schema: Schema) -> np.ndarray:
-    """(G, A, T) concentrations -> (G, A) mean over samples of α_a / Σ_{a' in question} α_a'."""
-    totals = np.stack(
-        [concentrations[:, q.indices, :].sum(axis=1) for q in schema.questions], axis=1
-    )
-    return (concentrations / totals[:, schema.answer_question_index, :]).mean(axis=2)
-
-
 def dirichlet_multinomial_entropies(
     concentration_samples: np.ndarray,
     schema: Schema,
@@ -350,7 +343,7 @@ def dirichlet_multinomial_entropies(
             f"{exact_outcome_limit!r} and {mc_draws_per_sample!r}"
         )
     n_galaxies = alpha.shape[0]
-    p_asked = schema.p_asked(mean_predicted_fractions(alpha, schema))
+    p_asked = schema.p_asked(mean_vote_fractions(alpha, schema))
     n_votes = np.floor(expected_votes * p_asked + 0.5).astype(np.int64)
 
     predictive = np.zeros((n_galaxies, schema.n_questions))

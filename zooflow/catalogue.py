@@ -28,7 +28,7 @@ import logging
 import os
 import re
 import string
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from zooflow.atomic import atomic_path
 from zooflow.ids import ID_COLUMN, float_id_error, read_csv_with_ids
 from zooflow.images import image_problem
 from zooflow.schema import Schema
@@ -600,14 +601,6 @@ def _clean_table(
     return pd.concat([head, carried, tail], axis=1)
 
 
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Write through a temporary sibling so that a crash never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".partial.{path.name}")  # same suffix: to_csv infers compression
-    write(partial)
-    os.replace(partial, path)
-
-
 def write_ingest(
     result: IngestResult,
     clean_path: str | Path,
@@ -621,8 +614,10 @@ def write_ingest(
     if not 0.0 <= max_rejected_fraction <= 1.0:
         raise ValueError(f"max_rejected_fraction must be in [0, 1], got {max_rejected_fraction}")
     clean_path, rejected_path = Path(clean_path), Path(rejected_path)
-    _atomic_write(rejected_path, lambda p: result.rejected.to_csv(p, index=False))
-    _atomic_write(clean_path, lambda p: result.clean.to_parquet(p, index=False))
+    with atomic_path(rejected_path) as temporary:
+        result.rejected.to_csv(temporary, index=False)
+    with atomic_path(clean_path) as temporary:
+        result.clean.to_parquet(temporary, index=False)
     fraction = result.rejected_fraction
     if fraction > max_rejected_fraction:
         quoted = result.rejected.head(_MAX_REASONS_QUOTED)

@@ -17,6 +17,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from zooflow.atomic import atomic_path
+
 CARD_NAME = "zooflow.json"
 MODEL_NAME = "model.keras"
 
@@ -69,12 +71,10 @@ def write_model_card(
         with zipfile.ZipFile(model_path, "a") as archive:
             archive.writestr(CARD_NAME, json.dumps(card, indent=1))
         return
-    tmp = model_path.with_name(model_path.name + ".partial")
-    with zipfile.ZipFile(tmp, "w") as archive:
+    with atomic_path(model_path) as temporary, zipfile.ZipFile(temporary, "w") as archive:
         for name, data in entries.items():
             archive.writestr(name, data)
         archive.writestr(CARD_NAME, json.dumps(card, indent=1))
-    tmp.replace(model_path)
 
 
 def read_model_card(model_path: str | Path) -> ModelCard:

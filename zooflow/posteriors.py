@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from zooflow.atomic import atomic_path
 from zooflow.schema import Schema
 
 STRING = h5py.string_dtype("utf-8")
@@ -59,10 +60,8 @@ def gather_predictions(
 
     from zooflow.calibration import apply_temperatures
 
-    out_path = Path(out_path)
-    tmp = out_path.with_name(out_path.name + ".tmp")
     count = 0
-    with h5py.File(tmp, "w") as out:
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
         for i, part in enumerate(parts):
             with h5py.File(part, "r") as f:
                 n = f["id_str"].shape[0]
@@ -96,7 +95,6 @@ def gather_predictions(
                             values = apply_temperatures(values, schema, temperatures)
                         out[name][count + start : count + stop] = values
                 count += n
-    tmp.replace(out_path)
     return count
 
 
@@ -217,32 +215,30 @@ def write_summary(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    out_path = Path(out_path)
-    tmp = out_path.with_name(out_path.name + ".tmp")
     writer = None
-    with h5py.File(predictions_path, "r") as f:
-        head = str(f.attrs["head"])
-        n = f["id_str"].shape[0]
-        for start in range(0, max(n, 1), chunk):
-            ids = np.asarray(f["id_str"].asstr()[start : start + chunk], dtype=str)
-            table = pa.Table.from_pandas(
-                summarise_predictions(
-                    ids,
-                    f["predictions"][start : start + chunk],
-                    schema,
-                    votes=f["votes"][start : start + chunk],
-                    head=head,
-                    binomial_answer=binomial_answer,
-                    seed=seed + start,
-                ),
-                preserve_index=False,
-            )
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema)
-            writer.write_table(table)
-    if writer is not None:
-        writer.close()
-    tmp.replace(out_path)
+    with atomic_path(out_path) as tmp:
+        with h5py.File(predictions_path, "r") as f:
+            head = str(f.attrs["head"])
+            n = f["id_str"].shape[0]
+            for start in range(0, max(n, 1), chunk):
+                ids = np.asarray(f["id_str"].asstr()[start : start + chunk], dtype=str)
+                table = pa.Table.from_pandas(
+                    summarise_predictions(
+                        ids,
+                        f["predictions"][start : start + chunk],
+                        schema,
+                        votes=f["votes"][start : start + chunk],
+                        head=head,
+                        binomial_answer=binomial_answer,
+                        seed=seed + start,
+                    ),
+                    preserve_index=False,
+                )
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+        if writer is not None:
+            writer.close()
 
 
 def gather_and_summarise(

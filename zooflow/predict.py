@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from zooflow.atomic import atomic_path
 from zooflow.data import make_dataset, read_ids, shard_files
 from zooflow.modelcard import read_model_card
 from zooflow.models import head_of, load_model, split_head_dropout, split_trunk_head
@@ -151,11 +152,9 @@ def predict_catalogue(
         model = load_model(model)
     head = head or head_of(model)
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
     n_outputs = schema.n_answers if head == "dirichlet" else 1
     count = 0
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
         predictions = f.create_dataset(
             "predictions",
             shape=(0, n_outputs, passes),
@@ -192,7 +191,6 @@ def predict_catalogue(
             votes_ds[count : count + n] = votes
             count += n
             progress.advance(n)
-    tmp.replace(out_path)
     log.info("wrote %d galaxies x %d passes to %s", count, passes, out_path)
     return count
 

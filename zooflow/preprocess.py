@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import logging
 import multiprocessing
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from zooflow.atomic import atomic_path
 from zooflow.catalogue import read_catalogue_columns
 from zooflow.images import check_stretch, decode_image
 from zooflow.runlog import Progress
@@ -192,9 +192,8 @@ def preprocess_catalogue(
         fits_stretch=fits_stretch,
         fits_softening=fits_softening,
     )
-    temporary = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     started = time.perf_counter()
-    try:
+    with atomic_path(out_path) as temporary:
         with h5py.File(temporary, "w") as h5:
             images = h5.create_dataset(
                 "images", shape=(n_images, image_size, image_size, channels), dtype=np.uint8
@@ -216,10 +215,6 @@ def preprocess_catalogue(
                     block = []
             if block:
                 images[written : written + len(block)] = np.stack(block)
-        os.replace(temporary, out_path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     elapsed = time.perf_counter() - started
     log.info(
         "prepared %d images to %dx%dx%d in %.1f s (%.0f images/s, %d %s workers) -> %s",

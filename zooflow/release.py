@@ -25,6 +25,7 @@ column by column.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import h5py
@@ -34,7 +35,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy import stats
 
+from zooflow.atomic import atomic_path
 from zooflow.ids import ID_COLUMN
+from zooflow.posteriors import mean_vote_fractions
 from zooflow.schema import Schema
 
 INTERVAL = 0.9
@@ -70,7 +73,7 @@ def release_tables(
     question_sums = np.empty_like(alpha)
     for question in schema.questions:
         question_sums[:, question.indices] = alpha[:, question.indices].sum(axis=1, keepdims=True)
-    fractions = (alpha / question_sums).mean(axis=2)
+    fractions = mean_vote_fractions(alpha, schema)
     tail = (1 - INTERVAL) / 2
     rest = question_sums - alpha
     lower = np.median(stats.beta.ppf(tail, alpha, rest), axis=2)
@@ -106,41 +109,43 @@ def write_release_tables(
     """Write the three tables of one predictions file, or of several one after the other (a
     catalogue's splits); returns the number of galaxies."""
     files = [predictions] if isinstance(predictions, str | Path) else list(predictions)
-    outputs = [Path(p) for p in (friendly_path, advanced_path, friendly_csv_path)]
-    partial = [p.with_name(p.name + ".partial") for p in outputs]
     writers: list[pq.ParquetWriter] = []
     count = 0
-    with partial[2].open("w", newline="") as csv:
-        for path in files:
-            with h5py.File(path, "r") as f:
-                _check_predictions(f, path, schema)
-                n = f["id_str"].shape[0]
-                for start in range(0, n, chunk):
-                    ids = np.asarray(f["id_str"].asstr()[start : start + chunk], dtype=str)
-                    friendly, advanced = release_tables(
-                        ids, f["predictions"][start : start + chunk], schema
-                    )
-                    tables = [
-                        pa.Table.from_pandas(t, preserve_index=False) for t in (friendly, advanced)
-                    ]
-                    if not writers:
-                        writers = [
-                            pq.ParquetWriter(p, t.schema)
-                            for p, t in zip(partial, tables, strict=False)
+    with ExitStack() as stack:
+        partial = [
+            stack.enter_context(atomic_path(p))
+            for p in (friendly_path, advanced_path, friendly_csv_path)
+        ]
+        with partial[2].open("w", newline="") as csv:
+            for path in files:
+                with h5py.File(path, "r") as f:
+                    _check_predictions(f, path, schema)
+                    n = f["id_str"].shape[0]
+                    for start in range(0, n, chunk):
+                        ids = np.asarray(f["id_str"].asstr()[start : start + chunk], dtype=str)
+                        friendly, advanced = release_tables(
+                            ids, f["predictions"][start : start + chunk], schema
+                        )
+                        tables = [
+                            pa.Table.from_pandas(t, preserve_index=False)
+                            for t in (friendly, advanced)
                         ]
-                    for writer, table in zip(writers, tables, strict=True):
-                        writer.write_table(table)
-                    friendly.to_csv(csv, index=False, header=count == 0, lineterminator="\n")
-                    count += len(ids)
-    if not writers:  # no galaxy at all: empty tables with every column
-        friendly, advanced = release_tables(
-            np.array([], dtype=str), np.zeros((0, schema.n_answers, 1)), schema
-        )
-        for p, table in zip(partial, (friendly, advanced), strict=False):
-            table.to_parquet(p, index=False)
-        friendly.to_csv(partial[2], index=False, lineterminator="\n")
-    for writer in writers:
-        writer.close()
-    for tmp, final in zip(partial, outputs, strict=True):
-        tmp.replace(final)
+                        if not writers:
+                            writers = [
+                                pq.ParquetWriter(p, t.schema)
+                                for p, t in zip(partial, tables, strict=False)
+                            ]
+                        for writer, table in zip(writers, tables, strict=True):
+                            writer.write_table(table)
+                        friendly.to_csv(csv, index=False, header=count == 0, lineterminator="\n")
+                        count += len(ids)
+        if not writers:  # no galaxy at all: empty tables with every column
+            friendly, advanced = release_tables(
+                np.array([], dtype=str), np.zeros((0, schema.n_answers, 1)), schema
+            )
+            for p, table in zip(partial, (friendly, advanced), strict=False):
+                table.to_parquet(p, index=False)
+            friendly.to_csv(partial[2], index=False, lineterminator="\n")
+        for writer in writers:
+            writer.close()
     return count

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import struct
 import threading
 import time
@@ -38,6 +37,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import tensorflow as tf
 
+from zooflow.atomic import atomic_path
 from zooflow.jsonfile import dumps
 from zooflow.runlog import Progress
 from zooflow.schema import Schema
@@ -134,16 +134,6 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 def _read_votes(catalogue_path: Path, schema: Schema) -> tuple[np.ndarray, np.ndarray]:
     """Catalogue ids and (galaxies, answers) int64 vote counts, checked."""
     present = set(pq.read_schema(catalogue_path).names)
@@ -227,8 +217,7 @@ class _ShardWriter:
 
     def __call__(self, job: _ShardJob) -> dict:
         images = self._read_images(job.rows)
-        temporary = job.path.with_name(f".{job.path.name}.{os.getpid()}.tmp")
-        try:
+        with atomic_path(job.path) as temporary:
             with tf.io.TFRecordWriter(str(temporary)) as writer:
                 for image, row in zip(images, job.rows, strict=True):
                     writer.write(
@@ -239,10 +228,6 @@ class _ShardWriter:
                         )
                     )
             checksum = file_sha256(temporary)
-            os.replace(temporary, job.path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
         return {"name": job.path.name, "count": len(job.rows), "sha256": checksum}
 
 
@@ -360,7 +345,8 @@ def write_all_shards(
             "examples_per_shard": int(examples_per_shard),
             "files": files,
         }
-        _write_atomically(out_dir / MANIFEST_NAME, dumps(manifests[split], indent=2) + "\n")
+        with atomic_path(out_dir / MANIFEST_NAME) as temporary:
+            temporary.write_text(dumps(manifests[split], indent=2) + "\n")
         log.info(
             "split %r: %d galaxies in %d shards of up to %d -> %s",
             split,

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from zooflow.atomic import atomic_path
 from zooflow.catalogue import read_catalogue_columns
 
 log = logging.getLogger(__name__)
@@ -124,15 +124,8 @@ def write_splits(
             ),
         }
     )
-    out_csv = Path(out_csv)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out_csv.with_name(f".{out_csv.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(out_csv) as temporary:
         splits.to_csv(temporary, index=False)
-        os.replace(temporary, out_csv)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     counts = splits["split"].value_counts().reindex(SPLITS, fill_value=0)
     log.info(
         "split %d galaxies (seed %d, %d unlabelled kept in pool): %s -> %s",
