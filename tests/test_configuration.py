@@ -54,6 +54,26 @@ def test_a_file_path_with_braces_is_refused_before_snakemake_reads_it_as_a_wildc
         check_settings(_settings(data=data))
 
 
+def test_a_given_model_that_is_missing_or_not_a_model_stops_before_anything_runs(tmp_path):
+    def settings(model):
+        config = _settings()
+        config["predict"] = {"model": str(model)}
+        config["preprocess"] = {"image_size": 32, "channels": "rgb"}
+        config["train"] = {"head": "dirichlet"}
+        return config
+
+    with pytest.raises(
+        ConfigError, match="neither a .keras file nor a run folder with model.keras"
+    ):
+        check_settings(settings(tmp_path / "absent.keras"))
+    (tmp_path / "run").mkdir()
+    with pytest.raises(ConfigError, match="neither a .keras file nor a run folder"):
+        check_settings(settings(tmp_path / "run"))  # a folder without model.keras
+    (tmp_path / "notes.keras").write_text("not a zip")
+    with pytest.raises(ConfigError, match=r"notes.keras: not a Keras 3 .keras model file"):
+        check_settings(settings(tmp_path / "notes.keras"))
+
+
 def test_nested_command_line_overrides_take_the_schemas_types():
     """Snakemake hands `--config predict='{calibrate: false}'` over as {'calibrate': 'false'}."""
     from conftest import REPO

@@ -127,6 +127,7 @@ def test_a_given_model_predicts_a_catalogue_without_votes_and_trains_nothing(
     run = run_snakemake(workdir, *configfiles, timeout=900)
     ran = run.stdout + run.stderr
     assert "rule predict:" in ran and "rule train:" not in ran and "rule pretrain:" not in ran
+    assert f"Predicted {len(catalogue)} galaxies with" in ran  # the end-of-run summary
     release = workdir / "results" / "predictions" / "release"
     friendly = pd.read_parquet(release / "catalogue_friendly.parquet")
     advanced = pd.read_parquet(release / "catalogue_advanced.parquet")

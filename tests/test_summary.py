@@ -90,3 +90,16 @@ def test_a_campaign_says_where_the_next_list_is(tmp_path):
     )
     assert f"2 galaxies to label in {folder / 'to_label.csv'}" in text
     assert f"votes in {folder / 'votes.csv'}" in text
+
+
+def test_a_prediction_only_run_says_how_many_galaxies_and_where_the_tables_are(tmp_path):
+    import pandas as pd
+
+    release = tmp_path / "results" / "predictions" / "release"
+    release.mkdir(parents=True)
+    pd.DataFrame({"id_str": ["a", "b", "c"]}).to_parquet(release / "catalogue_friendly.parquet")
+    config = {**CONFIG, "predict": {"model": "../first/results/full"}}
+    text = run_summary(config, {"all"}, workdir=tmp_path)
+    assert "Predicted 3 galaxies with ../first/results/full (nothing trained)" in text
+    assert "catalogue_friendly.parquet (and .csv)" in text
+    assert "Labels" not in text

@@ -64,6 +64,21 @@ def _baseline_of(numbers: dict) -> str:
     return next((k.removesuffix("_final") for k in numbers if k.endswith("_final")), "random")
 
 
+def _prediction_lines(results: Path, model: str) -> list[str]:
+    """A prediction-only run (predict.model): how many galaxies, and where their tables are."""
+    import pyarrow.parquet as pq
+
+    friendly = results / "predictions" / "release" / "catalogue_friendly.parquet"
+    if not friendly.exists():
+        return []
+    galaxies = pq.ParquetFile(friendly).metadata.num_rows
+    return [
+        f"  Predicted {galaxies} galaxies with {model} (nothing trained)",
+        f"  Release tables: {friendly.parent}/catalogue_friendly.parquet (and .csv), "
+        "catalogue_advanced.parquet; MC-dropout samples: results/predictions/{split}_predictions.h5",
+    ]
+
+
 def _active_learning_lines(results: Path) -> list[str]:
     saved = _read_json(results / "al" / "labels_saved.json")
     if saved is None:
@@ -149,7 +164,9 @@ def run_summary(
     wants_al = "all" in targets or any(t.startswith("results/al") for t in targets)
     wants_full = "full" in targets or any(t.startswith("results/full") for t in targets)
     lines = ["", "zooflow: the run is complete."]
-    if wants_al and config["active_learning"]["oracle"] == "campaign":
+    if wants_al and config.get("predict", {}).get("model"):
+        lines += _prediction_lines(results, config["predict"]["model"])
+    elif wants_al and config["active_learning"]["oracle"] == "campaign":
         lines += _campaign_lines(workdir / config["active_learning"]["campaign_dir"])
     elif wants_al:
         lines += _active_learning_lines(results)
