@@ -119,7 +119,7 @@ def bare_decode_resize(
     return time.perf_counter() - started, cpu_seconds() - cpu_started
 
 
-def shard_writer_mode(folder: Path, examples_per_shard: int, threads: int, level: int) -> None:
+def shard_writer_mode(folder: Path, examples_per_shard: int, threads: int) -> None:
     """Write the four splits as the workflow's shards job does; print JSON {"wall", "cpu"} s."""
     from zooflow.shards import write_all_shards  # imports TensorFlow, before the clock
 
@@ -133,7 +133,6 @@ def shard_writer_mode(folder: Path, examples_per_shard: int, threads: int, level
         schema,
         examples_per_shard=examples_per_shard,
         threads=threads,
-        png_compress_level=level,
     )
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     print(json.dumps({"wall": wall, "cpu": cpu}))
@@ -149,8 +148,6 @@ def shards_in_own_process(folder: Path, args, threads: int) -> dict[str, float]:
         str(threads),
         "--examples-per-shard",
         str(args.examples_per_shard),
-        "--png-compress-level",
-        str(args.png_compress_level),
     ]
     result = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -198,15 +195,12 @@ def main() -> None:
     parser.add_argument("--crop-fraction", type=float, default=0.75)
     parser.add_argument("--greyscale", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--examples-per-shard", type=int, default=256)
-    parser.add_argument("--png-compress-level", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=5, help="best of this many runs")
     parser.add_argument("--compare-pools", action="store_true")
     parser.add_argument("--write-shards-in", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.write_shards_in is not None:
-        shard_writer_mode(
-            args.write_shards_in, args.examples_per_shard, args.threads, args.png_compress_level
-        )
+        shard_writer_mode(args.write_shards_in, args.examples_per_shard, args.threads)
         return
 
     prepare = functools.partial(

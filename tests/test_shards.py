@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from zooflow.preprocess import preprocess_catalogue
 from zooflow.schema import load_schema
 from zooflow.shards import (
     ShardError,
-    encode_png,
     parse_example,
     read_manifest,
     write_all_shards,
@@ -236,7 +234,7 @@ def test_parse_example_decodes_inside_dataset_map():
     example = tf.train.Example(
         features=tf.train.Features(
             feature={
-                "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encode_png(image)])),
+                "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.tobytes()])),
                 "votes": tf.train.Feature(int64_list=tf.train.Int64List(value=[3, 0, 7])),
                 "id_str": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"abc"])),
             }
@@ -247,28 +245,33 @@ def test_parse_example_decodes_inside_dataset_map():
     np.testing.assert_array_equal(parsed["image"], image)
     np.testing.assert_array_equal(parsed["votes"], [3, 0, 7])
     assert parsed["id_str"] == b"abc"
+    # A manifest whose image_shape does not hold the stored bytes fails loudly.
     wrong_shape = tf.data.Dataset.from_tensors(example).map(
-        lambda s: parse_example(s, 3, (5, 4, 3))
+        lambda s: parse_example(s, 3, (4, 4, 3))
     )
     with pytest.raises(tf.errors.InvalidArgumentError):
         next(wrong_shape.as_numpy_iterator())
 
 
-@pytest.mark.parametrize("level", [0, 1, 9])
-@pytest.mark.parametrize("channels", [1, 3])
-def test_encode_png_is_lossless_for_pillow_and_tensorflow(level, channels):
-    image = np.random.default_rng(level).integers(0, 256, (7, 11, channels), dtype=np.uint8)
-    image[3:] = image[2]  # repeated rows exercise the Up filter's zero differences
-    png = encode_png(image, level)
-    with Image.open(io.BytesIO(png)) as decoded:
-        assert decoded.mode == ("L" if channels == 1 else "RGB")
-        np.testing.assert_array_equal(np.asarray(decoded).reshape(image.shape), image)
-    np.testing.assert_array_equal(tf.io.decode_png(png, channels=channels).numpy(), image)
+def test_an_image_is_stored_as_its_raw_bytes_and_comes_back_exactly(survey, tmp_path):
+    manifest = write(survey, "pool", tmp_path, images="colour", examples_per_shard=50)
+    assert manifest["image_encoding"] == "raw_uint8"
+    record = next(iter(tf.data.TFRecordDataset(str(tmp_path / "shard_00000.tfrecord"))))
+    example = tf.train.Example.FromString(record.numpy())
+    stored = example.features.feature["image"].bytes_list.value[0]
+    _, rows = expected_rows(survey, "pool")
+    with h5py.File(survey["colour"], "r") as h5:
+        first = h5["images"][rows[0]]
+    assert stored == first.tobytes() and len(stored) == 8 * 8 * 3
 
 
-def test_png_compression_shrinks_smooth_images():
-    ramp = np.tile(np.arange(64, dtype=np.uint8), (64, 1))[..., None]
-    assert len(encode_png(ramp, 6)) < len(encode_png(ramp, 0)) / 10
+def test_shards_of_an_earlier_png_format_are_refused_with_the_fix(survey, tmp_path):
+    write(survey, "test", tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    del manifest["image_encoding"]  # as zooflow wrote manifests before raw images
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ShardError, match=r"PNG \(an earlier zooflow\).*--forcerun shards"):
+        read_manifest(tmp_path / "manifest.json")
 
 
 def test_stale_splits_file_is_rejected(survey, tmp_path):

@@ -2,7 +2,9 @@
 
 Every example holds three features:
 
-* ``image``  bytes, the preprocessed ``(S, S, C)`` uint8 image as a PNG (lossless);
+* ``image``  bytes, the preprocessed ``(S, S, C)`` uint8 image's raw pixels in row-major
+  order (the shape is the manifest's ``image_shape``): no codec to run when writing or in
+  every training epoch, and the same size as an uncompressed PNG;
 * ``votes``  int64 list of vote counts in ``schema.label_cols`` order;
 * ``id_str`` bytes, the galaxy id (UTF-8).
 
@@ -10,8 +12,8 @@ A split lives in its own folder: ``shard_00000.tfrecord``, ``shard_00001.tfrecor
 ``examples_per_shard`` galaxies each (the last may hold fewer), in catalogue order, and
 ``manifest.json``::
 
-    {"split", "count", "label_cols", "image_shape": [S, S, C], "examples_per_shard",
-     "files": [{"name", "count", "sha256"}, ...]}
+    {"split", "count", "label_cols", "image_shape": [S, S, C], "image_encoding": "raw_uint8",
+     "examples_per_shard", "files": [{"name", "count", "sha256"}, ...]}
 
 Shards and manifest are each written under a temporary name and renamed; the manifest goes last,
 so a folder whose manifest verifies is complete.
@@ -22,10 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import struct
 import threading
 import time
-import zlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,8 +47,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 _MANIFEST_KEYS = ("split", "count", "label_cols", "image_shape", "examples_per_shard", "files")
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_COLOUR_TYPE = {1: 0, 3: 2}  # channels -> PNG colour type (greyscale, truecolour)
+IMAGE_ENCODING = "raw_uint8"
 _HASH_BLOCK = 1 << 20
 
 
@@ -60,61 +59,21 @@ def shard_name(index: int) -> str:
     return f"shard_{index:05d}.tfrecord"
 
 
-# --- PNG -----------------------------------------------------------------------------------
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    """PNG chunk: big-endian length, type, data, CRC-32 of type + data."""
-    checksum = zlib.crc32(data, zlib.crc32(kind))  # running CRC: no copy of type + data
-    return b"".join((struct.pack(">I", len(data)), kind, data, struct.pack(">I", checksum)))
-
-
-def encode_png(image: np.ndarray, compress_level: int = 0) -> bytes:
-    """An ``(H, W, 1)`` or ``(H, W, 3)`` uint8 array as an 8-bit greyscale or RGB PNG.
-
-    Written directly from the PNG specification (signature, IHDR, one IDAT, IEND) because the
-    library encoders (Pillow, libpng via ``tf.io.encode_png``) try all five row filters on every
-    scanline: even uncompressed, a 64x64 RGB cutout took ~330 us, two thirds of the time to
-    decode and resize its 96-pixel source, against ~20 us here. Rows use filter 0 (None) when
-    ``compress_level`` is 0 (deflate "stored", close to a memory copy) and filter 2 (Up, the
-    difference from the row above, which makes smooth light profiles more compressible)
-    otherwise.
-    """
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] not in _PNG_COLOUR_TYPE or image.dtype != np.uint8:
-        raise ValueError(f"encode_png expects (H, W, 1|3) uint8, got {image.dtype} {image.shape}")
-    if not 0 <= compress_level <= 9:
-        raise ValueError(f"compress_level must be 0..9, got {compress_level}")
-    height, width, channels = image.shape
-    rows = image.reshape(height, width * channels)
-    scanlines = np.empty((height, 1 + width * channels), dtype=np.uint8)
-    if compress_level == 0:
-        scanlines[:, 0] = 0
-        scanlines[:, 1:] = rows
-    else:
-        scanlines[:, 0] = 2
-        scanlines[:1, 1:] = rows[:1]
-        np.subtract(rows[1:], rows[:-1], out=scanlines[1:, 1:])  # wraps modulo 256, as PNG wants
-    header = struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOUR_TYPE[channels], 0, 0, 0)
-    return b"".join(
-        (
-            _PNG_SIGNATURE,
-            _png_chunk(b"IHDR", header),
-            _png_chunk(b"IDAT", zlib.compress(scanlines, compress_level)),
-            _png_chunk(b"IEND", b""),
-        )
-    )
-
-
 # --- writing ---------------------------------------------------------------------------------
 
 
-def serialize_example(image_png: bytes, votes: Sequence[int], id_str: str) -> bytes:
-    """One galaxy as a serialized ``tf.train.Example`` (map keys in a fixed order)."""
+def serialize_example(image: np.ndarray, votes: Sequence[int], id_str: str) -> bytes:
+    """One galaxy as a serialized ``tf.train.Example`` (map keys in a fixed order); ``image``
+    is the ``(S, S, C)`` uint8 array, stored as its raw bytes."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.dtype != np.uint8:
+        raise ValueError(f"shard images are (S, S, C) uint8, got {image.dtype} {image.shape}")
     example = tf.train.Example(
         features=tf.train.Features(
             feature={
-                "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_png])),
+                "image": tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[np.ascontiguousarray(image).tobytes()])
+                ),
                 "votes": tf.train.Feature(int64_list=tf.train.Int64List(value=votes)),
                 "id_str": tf.train.Feature(
                     bytes_list=tf.train.BytesList(value=[id_str.encode("utf-8")])
@@ -201,11 +160,10 @@ class _ShardJob:
 class _ShardWriter:
     """Writes whole shards; safe to call from several threads at once."""
 
-    def __init__(self, images: h5py.Dataset, ids, votes, png_compress_level: int) -> None:
+    def __init__(self, images: h5py.Dataset, ids, votes) -> None:
         self._images = images
         self._ids = ids
         self._votes = votes
-        self._png_compress_level = png_compress_level
         self._read_lock = threading.Lock()  # one HDF5 reader at a time; h5py serialises anyway
 
     def _read_images(self, rows: np.ndarray) -> np.ndarray:
@@ -222,7 +180,7 @@ class _ShardWriter:
                 for image, row in zip(images, job.rows, strict=True):
                     writer.write(
                         serialize_example(
-                            encode_png(image, self._png_compress_level),
+                            image,
                             self._votes[row].tolist(),
                             self._ids[row],
                         )
@@ -241,7 +199,6 @@ def write_split_shards(
     *,
     examples_per_shard: int,
     threads: int = 1,
-    png_compress_level: int = 0,
 ) -> dict:
     """Write the galaxies of one split into ``out_dir`` as TFRecord shards; return the manifest.
 
@@ -255,7 +212,6 @@ def write_split_shards(
         schema,
         examples_per_shard=examples_per_shard,
         threads=threads,
-        png_compress_level=png_compress_level,
     )[split]
 
 
@@ -268,7 +224,6 @@ def write_all_shards(
     *,
     examples_per_shard: int,
     threads: int = 1,
-    png_compress_level: int = 0,
 ) -> dict[str, dict]:
     """Write the galaxies of each split in ``out_dirs`` ({split: folder}) as TFRecord shards.
 
@@ -276,8 +231,6 @@ def write_all_shards(
     its galaxies ``k * examples_per_shard`` to ``(k + 1) * examples_per_shard - 1``. The
     catalogue, splits and image ids are read once for all splits; ``threads`` threads each write
     whole shards (of any split), so the bytes do not depend on the number of threads.
-    ``png_compress_level`` 0 stores pixels uncompressed inside the PNG (fastest to write and to
-    decode in training); 1..9 trade speed for roughly a third smaller files on noisy cutouts.
     """
     unknown = [split for split in out_dirs if split not in SPLITS]
     if unknown:
@@ -286,8 +239,6 @@ def write_all_shards(
         raise ValueError(f"examples_per_shard must be a positive integer, got {examples_per_shard}")
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
-    if not 0 <= png_compress_level <= 9:
-        raise ValueError(f"png_compress_level must be 0..9, got {png_compress_level}")
     started = time.perf_counter()
     images_path, catalogue_path = Path(images_path), Path(catalogue_path)
     out_dirs = {split: Path(folder) for split, folder in out_dirs.items()}
@@ -314,7 +265,7 @@ def write_all_shards(
                 f"{len(ids)} galaxies of {catalogue_path} in order; re-run preprocessing"
             )
         image_shape = [int(n) for n in h5["images"].shape[1:]]
-        writer = _ShardWriter(h5["images"], ids, votes, png_compress_level)
+        writer = _ShardWriter(h5["images"], ids, votes)
         all_jobs = [job for jobs in jobs_of.values() for job in jobs]
         progress = Progress("shards", sum(len(job.rows) for job in all_jobs))
 
@@ -334,7 +285,7 @@ def write_all_shards(
         files = [next(entries) for _ in jobs]
         # Shards of an earlier, longer run, and temporaries of an interrupted one, must not linger.
         keep = {entry["name"] for entry in files}
-        for stale in [*out_dir.glob("shard_*.tfrecord"), *out_dir.glob(".shard_*.tfrecord.*.tmp")]:
+        for stale in [*out_dir.glob("shard_*.tfrecord"), *out_dir.glob(".partial.*.shard_*")]:
             if stale.name not in keep:
                 stale.unlink(missing_ok=True)
         manifests[split] = {
@@ -342,6 +293,7 @@ def write_all_shards(
             "count": int(len(rows_of[split])),
             "label_cols": list(schema.label_cols),
             "image_shape": image_shape,
+            "image_encoding": IMAGE_ENCODING,
             "examples_per_shard": int(examples_per_shard),
             "files": files,
         }
@@ -387,6 +339,12 @@ def read_manifest(manifest_path: str | Path, *, verify_checksums: bool = True) -
         raise ShardError(f"{manifest_path}: not valid JSON ({err})") from err
     if not isinstance(manifest, dict) or any(key not in manifest for key in _MANIFEST_KEYS):
         raise ShardError(f"{manifest_path}: a manifest needs the keys {list(_MANIFEST_KEYS)}")
+    if manifest.get("image_encoding") != IMAGE_ENCODING:
+        raise ShardError(
+            f"{manifest_path}: these shards store images as "
+            f"{manifest.get('image_encoding', 'PNG (an earlier zooflow)')}, not {IMAGE_ENCODING}; "
+            "write them again (snakemake --forcerun shards)"
+        )
     for entry in manifest["files"]:
         if not isinstance(entry, dict) or not {"name", "count", "sha256"} <= set(entry):
             raise ShardError(f"{manifest_path}: file entry {entry!r} needs name, count, sha256")
@@ -414,8 +372,8 @@ def read_manifest(manifest_path: str | Path, *, verify_checksums: bool = True) -
 def parse_example(serialized: tf.Tensor, n_answers: int, image_shape: Sequence[int]) -> dict:
     """One serialized example -> ``{"image": uint8 (S, S, C), "votes": int64 (A,), "id_str"}``.
 
-    Pure TensorFlow ops, so it runs inside ``tf.data.Dataset.map``; the image gets a static
-    shape (a mismatching PNG fails at run time rather than passing silently).
+    Pure TensorFlow ops, so it runs inside ``tf.data.Dataset.map``; an image whose byte count
+    does not fit ``image_shape`` fails at run time rather than passing silently.
     """
     image_shape = [int(n) for n in image_shape]
     features = tf.io.parse_single_example(
@@ -426,9 +384,9 @@ def parse_example(serialized: tf.Tensor, n_answers: int, image_shape: Sequence[i
             "id_str": tf.io.FixedLenFeature([], tf.string),
         },
     )
-    image = tf.io.decode_png(features["image"], channels=image_shape[-1], dtype=tf.uint8)
+    image = tf.reshape(tf.io.decode_raw(features["image"], tf.uint8), image_shape)
     return {
-        "image": tf.ensure_shape(image, image_shape),
+        "image": image,
         "votes": features["votes"],
         "id_str": features["id_str"],
     }
