@@ -175,10 +175,14 @@ def model_file(wildcards):
 
 
 def prediction_products():
-    """A prediction-only run: every split's predictions and the catalogue's release tables."""
-    return expand(
+    """A prediction-only run: every split's predictions and, for a Dirichlet model, the
+    catalogue's release tables."""
+    predictions = expand(
         f"results/{PREDICTIONS}/{{split}}_predictions.h5", split=SPLITS
-    ) + expand(
+    )
+    if config["train"]["head"] != "dirichlet":
+        return predictions
+    return predictions + expand(
         f"results/{PREDICTIONS}/release/catalogue_{{table}}",
         table=["friendly.parquet", "advanced.parquet", "friendly.csv"],
     )

@@ -162,3 +162,26 @@ def test_a_given_model_predicts_a_catalogue_without_votes_and_trains_nothing(
     assert "set preprocess.image_size: 32 (now 64)" in message
     assert "set preprocess.channels: rgb" in message
     assert not (workdir / "results").exists()
+
+
+@pytest.mark.parametrize("head", ["dirichlet", "binomial"])
+def test_a_prediction_only_plan_trains_nothing_and_releases_tables_for_dirichlet_models(
+    head: str, tmp_path: Path
+):
+    from test_modelcard import fake_keras_file
+
+    from zooflow.modelcard import write_model_card
+
+    workdir = copy_workflow(tmp_path / "workflow")
+    schema = load_schema("decals_dr5")
+    model = fake_keras_file(tmp_path / "model.keras", units=34 if head == "dirichlet" else 1)
+    write_model_card(
+        model, label_cols=schema.label_cols, tree="decals_dr5", question_suffix="", head=head
+    )
+    (workdir / "given.yaml").write_text(f"predict: {{model: {model}}}\ntrain: {{head: {head}}}\n")
+    plan = run_snakemake(workdir, "-n", "--configfile", str(TINY_CONFIG), "given.yaml")
+    jobs = plan.stdout.split("Job stats:", 1)[1]
+    assert "predict " in jobs and "gather_predictions" in jobs
+    for rule in ("train", "pretrain", "acquire", "calibrate", "evaluate"):
+        assert f"\n{rule} " not in jobs, rule
+    assert ("release_catalogue" in jobs) == (head == "dirichlet")
