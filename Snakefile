@@ -30,6 +30,7 @@ include: "rules/shards.smk"
 include: "rules/pretrain.smk"
 include: "rules/train.smk"
 include: "rules/predict.smk"
+include: "rules/representations.smk"
 include: "rules/evaluate.smk"
 include: "rules/active_learning.smk"
 

@@ -180,6 +180,7 @@ def prediction_products():
     predictions = expand(
         f"results/{PREDICTIONS}/{{split}}_predictions.h5", split=SPLITS
     )
+    predictions += representation_products(PREDICTIONS)
     if config["train"]["head"] != "dirichlet":
         return predictions
     return predictions + expand(
@@ -218,6 +219,21 @@ def release_products(run, splits):
         split=splits,
         table=["friendly.parquet", "advanced.parquet", "friendly.csv"],
     )
+
+
+def wants_representations(run):
+    """Representations are written for the full run and prediction-only runs, on request."""
+    return config["representations"]["enabled"] and run in ("full", PREDICTIONS)
+
+
+def representation_products(run):
+    if not wants_representations(run):
+        return []
+    return expand(
+        f"results/{run}/representations/{{split}}{{kind}}.parquet",
+        split=SPLITS,
+        kind=["", "_pca"],
+    ) + [f"results/{run}/representations/pca.json"]
 
 
 def truth_table():

@@ -91,3 +91,4 @@ rule full:
         run_products("full"),
         expand("results/full/{split}_posteriors.parquet", split=SPLITS),
         release_products("full", SPLITS),
+        representation_products("full"),

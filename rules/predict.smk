@@ -19,6 +19,7 @@ rule predict:
         runtime=lambda wildcards, attempt: 120 * attempt,
     params:
         splits=lambda wildcards: predicted_splits(wildcards.run),
+        features=lambda wildcards: wants_representations(wildcards.run),
         passes=config["predict"]["passes"],
         batch_size=config["predict"]["batch_size"],
         shard_groups=config["predict"]["shard_groups"],

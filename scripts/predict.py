@@ -19,4 +19,5 @@ if __name__ == "__main__":
             batch_size=snakemake.params.batch_size,
             shard_group=(int(snakemake.wildcards.group), snakemake.params.shard_groups),
             seed=snakemake.params.seed,
+            features=snakemake.params.features,
         )

@@ -145,6 +145,36 @@ def test_the_head_comes_from_the_model_and_travels_in_the_predictions_file(tiny_
     assert card.head == "binomial" and card.input_shape == (32, 32, 1) and card.outputs == 1
 
 
+def test_representations_come_from_the_same_trunk_pass_and_gather_with_the_samples(
+    tiny_survey, tmp_path
+):
+    schema = tiny_survey.schema
+    model = _saved_model(tmp_path / "m.keras", schema)
+    trunk, _ = split_trunk_head(model)
+    parts = []
+    for group in range(2):
+        parts.append(tmp_path / f"group_{group}.h5")
+        predict_catalogue(
+            tmp_path / "m.keras",
+            [tiny_survey.shards["pool"]],
+            schema,
+            parts[-1],
+            passes=3,
+            batch_size=4,
+            shard_group=(group, 2),
+            features=True,
+        )
+    gather_and_summarise(parts, tmp_path / "pool.h5", tmp_path / "pool.parquet", schema)
+    ids, _, images = load_split(tiny_survey.shards["pool"] / "manifest.json")
+    with h5py.File(tmp_path / "pool.h5") as f:
+        gathered_ids = f["id_str"].asstr()[:]
+        features = f["features"][:]
+    expected = trunk(images.astype("float32"), training=False).numpy()
+    order = [list(ids).index(i) for i in gathered_ids]
+    assert features.shape == (len(ids), trunk.output.shape[-1])
+    np.testing.assert_allclose(features, expected[order], rtol=1e-4, atol=1e-5)
+
+
 def test_shard_groups_gather_to_the_same_predictions(tiny_survey, tmp_path):
     schema = tiny_survey.schema
     _saved_model(tmp_path / "m.keras", schema, dropout_rate=0.0)  # deterministic

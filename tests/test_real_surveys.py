@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,7 @@ def test_a_given_model_predicts_a_catalogue_without_votes_and_trains_nothing(
             "images": str(mock / "images"),
         },
         "predict": {"model": str(tiny_full_run / "results" / "full")},
+        "representations": {"enabled": True, "pca_components": 5},
     }
     (workdir / "predict_only.yaml").write_text(yaml.safe_dump(settings))
     configfiles = ["--configfile", str(TINY_CONFIG), "predict_only.yaml"]
@@ -136,6 +138,18 @@ def test_a_given_model_predicts_a_catalogue_without_votes_and_trains_nothing(
         pd.read_csv(release / "catalogue_friendly.csv", dtype=str)["id_str"] == friendly["id_str"]
     ).all()
     assert advanced["smooth-or-featured_smooth_proportion-asked"].eq(1).all()
+    # Representations from the same pass: every galaxy once, and a 5-component copy.
+    represented = workdir / "results" / "predictions" / "representations"
+    features = pd.concat(
+        pd.read_parquet(represented / f"{split}.parquet")
+        for split in ("test", "val", "initial", "pool")
+    )
+    compressed = pd.read_parquet(represented / "pool_pca.parquet")
+    assert sorted(features["id_str"]) == sorted(catalogue["id_str"])
+    assert features.shape[1] > 16 and features.iloc[:, 1:].std().max() > 0
+    assert list(compressed.columns) == ["id_str"] + [f"pca_{i:02d}" for i in range(5)]
+    explained = json.loads((represented / "pca.json").read_text())["explained_variance_ratio"]
+    assert explained == sorted(explained, reverse=True) and 0 < sum(explained) <= 1 + 1e-9
 
     # Same model, same galaxies, same seed: the full run's posteriors, calibrated the same way.
     ids, _, given, attrs = read_predictions(

@@ -66,7 +66,9 @@ def gather_predictions(
             with h5py.File(part, "r") as f:
                 n = f["id_str"].shape[0]
                 if i == 0:
-                    for name in ("predictions", "votes"):
+                    # Representations (``features``) travel with the samples when predicted.
+                    names = [name for name in ("predictions", "votes", "features") if name in f]
+                    for name in names:
                         ds = f[name]
                         out.create_dataset(
                             name,
@@ -85,7 +87,7 @@ def gather_predictions(
                         and str(f.attrs.get("head", "dirichlet")) == "dirichlet"
                     )
                     out.attrs["temperatures"] = json.dumps(temperatures if calibrate else {})
-                for name in ("predictions", "votes", "id_str"):
+                for name in (*names, "id_str"):
                     out[name].resize(count + n, axis=0)
                     # Block by block, so memory stays flat however large the catalogue.
                     for start in range(0, n, block):

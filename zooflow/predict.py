@@ -60,7 +60,8 @@ def _head_samples(trunk, head_after_dropout, images, masks) -> tf.Tensor:
     masked = features[:, None, :] * tf.cast(masks, features.dtype)[None, :, :]  # (B, T, F)
     out = head_after_dropout(tf.reshape(masked, (-1, features.shape[-1])), training=False)
     out = tf.reshape(tf.cast(out, tf.float32), (-1, passes, out.shape[-1]))
-    return tf.transpose(out, (0, 2, 1))
+    # The trunk's pooled features come back too: a galaxy's representation costs nothing extra.
+    return tf.transpose(out, (0, 2, 1)), tf.cast(features, tf.float32)
 
 
 def sample_posteriors(trunk, head, images, passes: int, *, seed: int = 0) -> np.ndarray:
@@ -72,7 +73,7 @@ def sample_posteriors(trunk, head, images, passes: int, *, seed: int = 0) -> np.
 
     rate, rest = split_head_dropout(head)
     masks = dropout_masks(int(trunk.output.shape[-1]), rate, int(passes), seed)
-    return _head_samples(trunk, rest, images, masks).numpy()
+    return _head_samples(trunk, rest, images, masks)[0].numpy()
 
 
 def sample_posteriors_full_passes(model, images, passes: int) -> np.ndarray:
@@ -91,8 +92,10 @@ def iter_posterior_batches(
     ids: Sequence[str] | str | Path | None = None,
     shard_group: tuple[int, int] | None = None,
     seed: int = 0,
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield (id_str, votes, samples) per batch; ``model`` is a saved model's path or the model."""
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield (id_str, votes, samples, features) per batch; ``model`` is a saved model's path or
+    the model. ``features`` (batch, F) are the trunk's pooled features (dropout off): the
+    representation the samples were drawn from."""
 
     keras.utils.set_random_seed(seed)
     if not isinstance(model, keras.Model):
@@ -111,11 +114,12 @@ def iter_posterior_batches(
         in_order=True,
     )
     for images, votes, id_str in dataset:
-        samples = _head_samples(trunk, head_after_dropout, images, masks).numpy()
+        samples, features = _head_samples(trunk, head_after_dropout, images, masks)
         yield (
             np.char.decode(id_str.numpy().astype(bytes), "utf-8"),
             votes.numpy().astype(np.int64),
-            samples,
+            samples.numpy(),
+            features.numpy(),
         )
 
 
@@ -140,8 +144,12 @@ def predict_catalogue(
     ids: Sequence[str] | str | Path | None = None,
     shard_group: tuple[int, int] | None = None,
     seed: int = 0,
+    features: bool = False,
 ) -> int:
     """Write MC-dropout samples for every galaxy in the shards (or in ``ids``); return the count.
+
+    ``features`` also writes each galaxy's representation, the trunk's pooled features
+    (``features``, galaxies x F, float32) from the same forward pass as the samples.
 
     ``shard_group`` (g, G) predicts only every G-th shard starting at g, so G jobs can share a
     large catalogue and :func:`gather_predictions` joins them. ``head`` is read from the model
@@ -168,12 +176,25 @@ def predict_catalogue(
             "votes", shape=(0, schema.n_answers), maxshape=(None, schema.n_answers), dtype="int64"
         )
         f.create_dataset("label_cols", data=np.array(schema.label_cols, dtype=object), dtype=STRING)
+        written = [predictions, id_str, votes_ds]
+        if features:
+            width = int(split_trunk_head(model)[0].output.shape[-1])
+            written.append(
+                f.create_dataset(
+                    "features",
+                    shape=(0, width),
+                    maxshape=(None, width),
+                    dtype="float32",
+                    chunks=(min(batch_size, 256), width),
+                    compression="gzip",
+                )
+            )
         # "shared": pass t is one dropout mask for every galaxy (joint samples across galaxies).
         f.attrs.update(head=head, passes=passes, schema=schema.name, dropout_masks="shared")
         progress = Progress(
             f"predict {out_path.stem}", _expected_count(manifests, ids, shard_group)
         )
-        for ids_batch, votes, samples in iter_posterior_batches(
+        for ids_batch, votes, samples, pooled in iter_posterior_batches(
             model,
             manifests,
             schema,
@@ -184,11 +205,13 @@ def predict_catalogue(
             seed=seed,
         ):
             n = len(ids_batch)
-            for ds in (predictions, id_str, votes_ds):
+            for ds in written:
                 ds.resize(count + n, axis=0)
             predictions[count : count + n] = samples
             id_str[count : count + n] = ids_batch.astype(object)
             votes_ds[count : count + n] = votes
+            if features:
+                written[3][count : count + n] = pooled
             count += n
             progress.advance(n)
     log.info("wrote %d galaxies x %d passes to %s", count, passes, out_path)
@@ -207,6 +230,7 @@ def predict_splits(
     batch_size: int = 256,
     shard_group: tuple[int, int] | None = None,
     seed: int = 0,
+    features: bool = False,
 ) -> dict[str, int]:
     """Predict several splits with one loaded model: ``out_dir/{split}.h5`` for each.
 
@@ -232,5 +256,6 @@ def predict_splits(
             ids=(ids or {}).get(split),
             shard_group=shard_group,
             seed=seed,
+            features=features,
         )
     return counts

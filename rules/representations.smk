@@ -1,0 +1,28 @@
+# Each galaxy's representation (the trunk's pooled features), written by the prediction pass
+# itself, as tables with a principal-component copy: see zooflow.representations.
+rule representations:
+    input:
+        predictions=expand("results/{{run}}/{split}_predictions.h5", split=SPLITS),
+        library=library("representations"),
+    output:
+        tables=expand(
+            "results/{{run}}/representations/{split}{kind}.parquet",
+            split=SPLITS,
+            kind=["", "_pca"],
+        ),
+        pca="results/{run}/representations/pca.json",
+    log:
+        "logs/{run}/representations.log",
+    benchmark:
+        "results/benchmarks/{run}/representations.tsv"
+    wildcard_constraints:
+        run=f"full|{PREDICTIONS}",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
+    params:
+        pca_components=config["representations"]["pca_components"],
+    script:
+        "../scripts/representations.py"
