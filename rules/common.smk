@@ -226,14 +226,22 @@ def wants_representations(run):
     return config["representations"]["enabled"] and run in ("full", PREDICTIONS)
 
 
+def similar_ids_file():
+    return config["similar"]["ids_file"] or []
+
+
 def representation_products(run):
     if not wants_representations(run):
         return []
-    return expand(
+    products = expand(
         f"results/{run}/representations/{{split}}{{kind}}.parquet",
         split=SPLITS,
         kind=["", "_pca"],
     ) + [f"results/{run}/representations/pca.json"]
+    if config["similar"]["ids"] or config["similar"]["ids_file"]:
+        products += [f"results/{run}/representations/similar.csv"]
+        products += [f"results/{run}/representations/similar.png"]
+    return products
 
 
 def truth_table():

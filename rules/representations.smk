@@ -26,3 +26,36 @@ rule representations:
         pca_components=config["representations"]["pca_components"],
     script:
         "../scripts/representations.py"
+
+
+# Look-alikes of the galaxies a user names (similar.ids / similar.ids_file).
+rule similar:
+    input:
+        tables=expand(
+            "results/{{run}}/representations/{split}_pca.parquet", split=SPLITS
+        ),
+        images=f"{DATA}/images.h5",
+        ids_file=similar_ids_file(),
+        library=library("similar"),
+    output:
+        similar="results/{run}/representations/similar.csv",
+        gallery=report(
+            "results/{run}/representations/similar.png",
+            caption="../report/similar.rst",
+            category="Representations",
+            subcategory="{run}",
+        ),
+    log:
+        "logs/{run}/similar.log",
+    wildcard_constraints:
+        run=f"full|{PREDICTIONS}",
+    conda:
+        "../envs/report.yaml"
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
+    params:
+        ids=verbatim(config["similar"]["ids"]),
+        k=config["similar"]["k"],
+    script:
+        "../scripts/similar.py"

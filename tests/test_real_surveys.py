@@ -122,6 +122,7 @@ def test_a_given_model_predicts_a_catalogue_without_votes_and_trains_nothing(
         },
         "predict": {"model": str(tiny_full_run / "results" / "full")},
         "representations": {"enabled": True, "pca_components": 5},
+        "similar": {"ids": [catalogue["id_str"].iloc[0]], "k": 3},
     }
     (workdir / "predict_only.yaml").write_text(yaml.safe_dump(settings))
     configfiles = ["--configfile", str(TINY_CONFIG), "predict_only.yaml"]
@@ -150,6 +151,11 @@ def test_a_given_model_predicts_a_catalogue_without_votes_and_trains_nothing(
     assert list(compressed.columns) == ["id_str"] + [f"pca_{i:02d}" for i in range(5)]
     explained = json.loads((represented / "pca.json").read_text())["explained_variance_ratio"]
     assert explained == sorted(explained, reverse=True) and 0 < sum(explained) <= 1 + 1e-9
+    similar = pd.read_csv(represented / "similar.csv", dtype={"query_id": str, "id_str": str})
+    assert similar["query_id"].eq(catalogue["id_str"].iloc[0]).all() and len(similar) == 3
+    assert similar["similarity"].is_monotonic_decreasing and similar["similarity"].le(1).all()
+    assert catalogue["id_str"].iloc[0] not in set(similar["id_str"])
+    assert (represented / "similar.png").stat().st_size > 5000
 
     # Same model, same galaxies, same seed: the full run's posteriors, calibrated the same way.
     ids, _, given, attrs = read_predictions(

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from zooflow.posteriors import STRING
-from zooflow.representations import fit_pca, write_representations
+from zooflow.representations import fit_pca, nearest_neighbours, write_representations
 
 
 def correlated_features(n: int, width: int, seed: int) -> np.ndarray:
@@ -74,3 +74,29 @@ def test_prediction_files_without_representations_say_how_to_get_them(tmp_path: 
         f.create_dataset("id_str", data=np.array(["a"], dtype=object), dtype=STRING)
     with pytest.raises(ValueError, match="holds no representations"):
         write_representations({"test": tmp_path / "test.h5"}, tmp_path / "out")
+
+
+def test_nearest_neighbours_match_brute_force_cosine_search(tmp_path: Path):
+    rng = np.random.default_rng(4)
+    vectors = rng.normal(size=(57, 5))
+    ids = np.array([f"g{i:02d}" for i in range(57)])
+    for name, rows in (("test", slice(0, 20)), ("pool", slice(20, 57))):
+        frame = pd.DataFrame(vectors[rows], columns=[f"pca_{i:02d}" for i in range(5)])
+        frame.insert(0, "id_str", ids[rows])
+        frame.to_parquet(tmp_path / f"{name}_pca.parquet")
+    tables = [tmp_path / "test_pca.parquet", tmp_path / "pool_pca.parquet"]
+    queries = ["g33", "g03"]
+    found = nearest_neighbours(tables, queries, k=4, block=7)
+
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    for query in queries:
+        q = int(query[1:])
+        similarity = unit @ unit[q]
+        similarity[q] = -np.inf
+        best = np.argsort(-similarity)[:4]
+        rows = found[found["query_id"] == query]
+        assert rows["id_str"].tolist() == ids[best].tolist()
+        assert rows["rank"].tolist() == [1, 2, 3, 4]
+        np.testing.assert_allclose(rows["similarity"], similarity[best], rtol=1e-9)
+    with pytest.raises(ValueError, match=r"similar.ids \['nobody'\] are not galaxies"):
+        nearest_neighbours(tables, ["g01", "nobody"], k=3)

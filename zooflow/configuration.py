@@ -144,6 +144,7 @@ PATH_SETTINGS = (
     ("data", "images"),
     ("train", "weights_path"),
     ("predict", "model"),
+    ("similar", "ids_file"),
     ("active_learning", "campaign_dir"),
 )
 

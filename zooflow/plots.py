@@ -435,3 +435,40 @@ def plot_gallery(
     fig.tight_layout()
     fig.savefig(out_path, dpi=110)
     plt.close(fig)
+
+
+def plot_similar(
+    similar_path: str | Path, images_path: str | Path, out_path: str | Path, *, max_queries: int = 8
+) -> None:
+    """One row per query galaxy (up to ``max_queries``): the query, then its nearest galaxies
+    in the representation space, each titled with its id and cosine similarity."""
+    similar = read_csv_with_ids(similar_path, id_columns=("query_id", "id_str"))
+    queries = list(dict.fromkeys(similar["query_id"]))[:max_queries]
+    k = int(similar["rank"].max()) if len(similar) else 0
+    n_rows, n_cols = max(len(queries), 1), k + 1
+    with h5py.File(images_path, "r") as f:
+        index = {s: n for n, s in enumerate(f["id_str"].asstr()[:])}
+        fig, axes = plt.subplots(
+            n_rows, n_cols, figsize=(1.5 * n_cols, 1.7 * n_rows), squeeze=False
+        )
+        for row, query in enumerate(queries):
+            neighbours = similar[similar["query_id"] == query].sort_values("rank")
+            shown = [(query, "query")] + [
+                (galaxy, f"{value:.3f}")
+                for galaxy, value in zip(
+                    neighbours["id_str"], neighbours["similarity"], strict=True
+                )
+            ]
+            for col, (galaxy, label) in enumerate(shown):
+                image = f["images"][index[galaxy]]
+                axes[row, col].imshow(
+                    image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None
+                )
+                axes[row, col].set_title(f"{galaxy}\n{label}", fontsize=6)
+        for ax in axes.flat:
+            ax.axis("off")
+        if not queries:
+            _note(axes[0, 0], "no galaxies asked for (similar.ids)")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)

@@ -142,3 +142,67 @@ def write_representations(
         },
     )
     return projection
+
+
+def _pca_blocks(paths: Iterable[str | Path], block: int) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    for path in paths:
+        table = pq.ParquetFile(path)
+        for batch in table.iter_batches(batch_size=block):
+            frame = batch.to_pandas()
+            yield (
+                frame[ID_COLUMN].to_numpy(dtype=str),
+                frame.drop(columns=ID_COLUMN).to_numpy(dtype=np.float64),
+            )
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
+
+
+def nearest_neighbours(
+    tables: Iterable[str | Path], query_ids: Iterable[str], *, k: int = 10, block: int = BLOCK
+):
+    """The ``k`` galaxies most similar to each query, by cosine similarity of the compressed
+    representations in ``tables`` (``{split}_pca.parquet`` files): a DataFrame of ``query_id``,
+    ``rank`` (1 = most similar), ``id_str`` and ``similarity``, queries in the order given.
+
+    Exact search, streamed in blocks: memory grows with the number of queries, not with the
+    catalogue (a million galaxies take a few seconds per query batch on one core).
+    """
+    import pandas as pd
+
+    tables = [Path(t) for t in tables]
+    queries = list(dict.fromkeys(str(q) for q in query_ids))
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    found: dict[str, np.ndarray] = {}
+    for ids, vectors in _pca_blocks(tables, block):
+        for row in np.flatnonzero(np.isin(ids, queries)):
+            found[ids[row]] = vectors[row]
+    missing = [q for q in queries if q not in found]
+    if missing:
+        raise ValueError(
+            f"similar.ids {missing[:5]} are not galaxies of this run's catalogue "
+            f"({len(missing)} of {len(queries)} not found)"
+        )
+    if not queries:
+        return pd.DataFrame(columns=["query_id", "rank", "id_str", "similarity"])
+    query_vectors = _unit(np.stack([found[q] for q in queries]))
+    best_ids = np.empty((len(queries), 0), dtype=object)
+    best_similarity = np.empty((len(queries), 0))
+    for ids, vectors in _pca_blocks(tables, block):
+        similarity = query_vectors @ _unit(vectors).T  # (queries, block)
+        similarity[np.asarray(queries)[:, None] == ids[None, :]] = -np.inf  # not itself
+        merged_ids = np.concatenate([best_ids, np.broadcast_to(ids, similarity.shape)], axis=1)
+        merged = np.concatenate([best_similarity, similarity], axis=1)
+        keep = np.argsort(-merged, axis=1, kind="stable")[:, :k]
+        best_ids = np.take_along_axis(merged_ids, keep, axis=1)
+        best_similarity = np.take_along_axis(merged, keep, axis=1)
+    rows = [
+        {"query_id": query, "rank": rank + 1, "id_str": str(galaxy), "similarity": float(value)}
+        for query, galaxies, values in zip(queries, best_ids, best_similarity, strict=True)
+        for rank, (galaxy, value) in enumerate(zip(galaxies, values, strict=True))
+        if np.isfinite(value)
+    ]
+    return pd.DataFrame(rows, columns=["query_id", "rank", "id_str", "similarity"])
