@@ -32,6 +32,7 @@ include: "rules/train.smk"
 include: "rules/predict.smk"
 include: "rules/representations.smk"
 include: "rules/evaluate.smk"
+include: "rules/finetune.smk"
 include: "rules/active_learning.smk"
 
 

@@ -121,6 +121,31 @@ def pretrain_training():
     return {**settings, **overrides}
 
 
+def finetune_tree():
+    tree = config["finetune"]["tree"]
+    if not tree:
+        raise WorkflowError(
+            "finetune needs finetune.tree: a YAML tree of the new question(s), whose vote "
+            "columns are in the catalogue (README, 'New questions')"
+        )
+    return tree
+
+
+def finetune_base_model():
+    """The .keras file a fine-tuning starts from: finetune.base itself, or a run's model."""
+    base = config["finetune"]["base"].rstrip("/")
+    return base if base.endswith(".keras") else f"{base}/model.keras"
+
+
+def finetune_settings():
+    """finetune: minus the two paths, which are inputs."""
+    return {
+        key: value
+        for key, value in config["finetune"].items()
+        if key not in ("tree", "base")
+    }
+
+
 def catalogue_source():
     if config["data"]["source"] == "mock":
         return f"{DATA}/mock/catalogue.csv"
@@ -237,7 +262,11 @@ def representation_products(run):
         f"results/{run}/representations/{{split}}{{kind}}.parquet",
         split=SPLITS,
         kind=["", "_pca"],
-    ) + [f"results/{run}/representations/pca.json"]
+    ) + [
+        f"results/{run}/representations/pca.json",
+        f"results/{run}/representations/anomalies.csv",
+        f"results/{run}/representations/anomalies.png",
+    ]
     if config["similar"]["ids"] or config["similar"]["ids_file"]:
         products += [f"results/{run}/representations/similar.csv"]
         products += [f"results/{run}/representations/similar.png"]

@@ -59,3 +59,38 @@ rule similar:
         k=config["similar"]["k"],
     script:
         "../scripts/similar.py"
+
+
+# The odd ones out: every galaxy ranked by its distance to its k-th neighbour in the
+# representation space, with the top of the list as a gallery.
+rule anomalies:
+    input:
+        tables=expand(
+            "results/{{run}}/representations/{split}_pca.parquet", split=SPLITS
+        ),
+        images=f"{DATA}/images.h5",
+        library=library("anomalies"),
+    output:
+        anomalies="results/{run}/representations/anomalies.csv",
+        gallery=report(
+            "results/{run}/representations/anomalies.png",
+            caption="../report/anomalies.rst",
+            category="Representations",
+            subcategory="{run}",
+        ),
+    log:
+        "logs/{run}/anomalies.log",
+    wildcard_constraints:
+        run=f"full|{PREDICTIONS}",
+    conda:
+        "../envs/report.yaml"
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
+    params:
+        k=config["anomalies"]["k"],
+        reference_size=config["anomalies"]["reference_size"],
+        seed=config["seed"],
+        gallery_size=config["anomalies"]["gallery_size"],
+    script:
+        "../scripts/anomalies.py"

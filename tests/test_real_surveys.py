@@ -156,6 +156,11 @@ def test_a_given_model_predicts_a_catalogue_without_votes_and_trains_nothing(
     assert similar["similarity"].is_monotonic_decreasing and similar["similarity"].le(1).all()
     assert catalogue["id_str"].iloc[0] not in set(similar["id_str"])
     assert (represented / "similar.png").stat().st_size > 5000
+    anomalies = pd.read_csv(represented / "anomalies.csv", dtype={"id_str": str})
+    assert sorted(anomalies["id_str"]) == sorted(catalogue["id_str"])
+    assert anomalies["rank"].tolist() == list(range(1, len(catalogue) + 1))
+    assert anomalies["outlier_score"].is_monotonic_decreasing
+    assert (represented / "anomalies.png").stat().st_size > 5000
 
     # Same model, same galaxies, same seed: the full run's posteriors, calibrated the same way.
     ids, _, given, attrs = read_predictions(

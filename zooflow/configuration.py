@@ -146,6 +146,8 @@ PATH_SETTINGS = (
     ("predict", "model"),
     ("similar", "ids_file"),
     ("active_learning", "campaign_dir"),
+    ("finetune", "tree"),
+    ("finetune", "base"),
 )
 
 

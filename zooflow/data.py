@@ -103,6 +103,7 @@ def make_dataset(
     with_ids: bool = False,
     shard_group: tuple[int, int] | None = None,
     in_order: bool = False,
+    label_schema: Schema | None = None,
 ):
     """Batches of (image float32, votes float32) — or (image, votes, id_str) — from shards.
 
@@ -111,8 +112,12 @@ def make_dataset(
     instead of the shards: an active-learning round trains on exactly the votes the oracle has
     revealed, and the pool's held-back votes in the shards are never read. ``in_order`` reads
     the shards one after another, so galaxies come out in catalogue order (for prediction
-    files); otherwise shards are interleaved for throughput.
+    files); otherwise shards are interleaved for throughput. ``label_schema`` is the tree of
+    ``labels`` when it is not the shards' ``schema`` (a new question being fine-tuned): the
+    images come from the shards, every vote from ``labels``.
     """
+    if label_schema is not None and labels is None:
+        raise ValueError("label_schema describes the labels table: give labels too")
     shard_list, image_shape = shard_files(sources, shard_group, schema=schema)
     files = [name for name, _ in shard_list]
     ids = read_ids(ids)
@@ -137,10 +142,11 @@ def make_dataset(
     )
     revealed = None
     if labels is not None:
-        table = read_labels(labels, schema)
+        label_schema = label_schema or schema
+        table = read_labels(labels, label_schema)
         ids = table["id_str"].tolist()
         revealed = tf.constant(
-            table[schema.label_cols].to_numpy(np.float32).reshape(-1, schema.n_answers)
+            table[label_schema.label_cols].to_numpy(np.float32).reshape(-1, label_schema.n_answers)
         )
     if ids is not None:
         # id -> row in `ids` (+1, so that 0 means "not wanted")

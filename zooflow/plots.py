@@ -437,6 +437,10 @@ def plot_gallery(
     plt.close(fig)
 
 
+def _show_image(ax, image: np.ndarray) -> None:
+    ax.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
+
+
 def plot_similar(
     similar_path: str | Path, images_path: str | Path, out_path: str | Path, *, max_queries: int = 8
 ) -> None:
@@ -460,15 +464,37 @@ def plot_similar(
                 )
             ]
             for col, (galaxy, label) in enumerate(shown):
-                image = f["images"][index[galaxy]]
-                axes[row, col].imshow(
-                    image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None
-                )
+                _show_image(axes[row, col], f["images"][index[galaxy]])
                 axes[row, col].set_title(f"{galaxy}\n{label}", fontsize=6)
         for ax in axes.flat:
             ax.axis("off")
         if not queries:
             _note(axes[0, 0], "no galaxies asked for (similar.ids)")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+
+
+def plot_anomalies(
+    ranked: pd.DataFrame, images_path: str | Path, out_path: str | Path, *, columns: int = 6
+) -> None:
+    """The galaxies of ``ranked`` (``rank``, ``id_str``, ``outlier_score``), most unusual
+    first, in a grid titled with rank, id and score."""
+    n_rows = max(1, -(-len(ranked) // columns))
+    fig, axes = plt.subplots(n_rows, columns, figsize=(1.5 * columns, 1.7 * n_rows), squeeze=False)
+    with h5py.File(images_path, "r") as f:
+        index = {s: n for n, s in enumerate(f["id_str"].asstr()[:])}
+        for ax, (rank, galaxy, score) in zip(
+            axes.flat,
+            ranked[["rank", "id_str", "outlier_score"]].itertuples(index=False),
+            strict=False,
+        ):
+            _show_image(ax, f["images"][index[galaxy]])
+            ax.set_title(f"#{rank} {galaxy}\n{score:.3g}", fontsize=6)
+    for ax in axes.flat:
+        ax.axis("off")
+    if ranked.empty:
+        _note(axes[0, 0], "no galaxies to rank")
     fig.tight_layout()
     fig.savefig(out_path, dpi=110)
     plt.close(fig)

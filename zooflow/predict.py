@@ -22,6 +22,7 @@ from pathlib import Path
 import h5py
 import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 from zooflow.atomic import atomic_path
@@ -92,10 +93,13 @@ def iter_posterior_batches(
     ids: Sequence[str] | str | Path | None = None,
     shard_group: tuple[int, int] | None = None,
     seed: int = 0,
+    labels: pd.DataFrame | None = None,
+    label_schema: Schema | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Yield (id_str, votes, samples, features) per batch; ``model`` is a saved model's path or
     the model. ``features`` (batch, F) are the trunk's pooled features (dropout off): the
-    representation the samples were drawn from."""
+    representation the samples were drawn from. ``labels`` / ``label_schema``: the galaxies and
+    votes to use instead of the shards' (as in :func:`zooflow.data.make_dataset`)."""
 
     keras.utils.set_random_seed(seed)
     if not isinstance(model, keras.Model):
@@ -112,6 +116,8 @@ def iter_posterior_batches(
         deterministic=True,
         shard_group=shard_group,
         in_order=True,
+        labels=labels,
+        label_schema=label_schema,
     )
     for images, votes, id_str in dataset:
         samples, features = _head_samples(trunk, head_after_dropout, images, masks)
@@ -145,6 +151,8 @@ def predict_catalogue(
     shard_group: tuple[int, int] | None = None,
     seed: int = 0,
     features: bool = False,
+    labels: pd.DataFrame | None = None,
+    label_schema: Schema | None = None,
 ) -> int:
     """Write MC-dropout samples for every galaxy in the shards (or in ``ids``); return the count.
 
@@ -154,12 +162,15 @@ def predict_catalogue(
     ``shard_group`` (g, G) predicts only every G-th shard starting at g, so G jobs can share a
     large catalogue and :func:`gather_predictions` joins them. ``head`` is read from the model
     (one output: binomial) unless given; it is written into the file's attributes, where
-    everything downstream reads it.
+    everything downstream reads it. ``labels`` (id_str + ``label_schema``'s vote columns)
+    predicts only those galaxies and stores their votes: a model of another tree than the
+    shards' (fine-tuned to a new question) predicts on the same shards.
     """
     if not isinstance(model, keras.Model):
         model = load_model(model)
     head = head or head_of(model)
     out_path = Path(out_path)
+    shard_schema, schema = schema, label_schema or schema
     n_outputs = schema.n_answers if head == "dirichlet" else 1
     count = 0
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
@@ -192,17 +203,20 @@ def predict_catalogue(
         # "shared": pass t is one dropout mask for every galaxy (joint samples across galaxies).
         f.attrs.update(head=head, passes=passes, schema=schema.name, dropout_masks="shared")
         progress = Progress(
-            f"predict {out_path.stem}", _expected_count(manifests, ids, shard_group)
+            f"predict {out_path.stem}",
+            _expected_count(manifests, ids if labels is None else labels["id_str"], shard_group),
         )
         for ids_batch, votes, samples, pooled in iter_posterior_batches(
             model,
             manifests,
-            schema,
+            shard_schema,
             passes=passes,
             batch_size=batch_size,
             ids=ids,
             shard_group=shard_group,
             seed=seed,
+            labels=labels,
+            label_schema=label_schema,
         ):
             n = len(ids_batch)
             for ds in written:

@@ -1,0 +1,105 @@
+"""The odd ones out: a per-galaxy outlier score in the representation space.
+
+A galaxy is unusual when few galaxies lie near it in what the network learned. The score is the
+Euclidean distance from a galaxy's compressed representation (the run's ``{split}_pca.parquet``
+tables, see ``zooflow.representations``) to its ``k``-th nearest galaxy, the k-NN outlier
+score of Ramaswamy, Rastogi & Shim (2000); the galaxy itself does not count. Large means isolated. The ranking
+(``rank`` 1 = most unusual) is the list a volunteer team should look at first.
+
+Neighbours are searched among a reference set: every galaxy when the catalogue has at most
+``reference_size`` galaxies (exact), otherwise a uniform sample of that size drawn with
+``seed``. With a sample, the score is the distance to the ``k``-th nearest *sampled* galaxy:
+the same local density measured on a coarser scale (scaling ``k`` down with the sample would
+leave one or two neighbours and a noisy ranking), so the ranking keeps its order. The
+catalogue is streamed in blocks against the reference, so memory is flat in the number of
+galaxies and time is linear in it.
+
+Euclidean rather than cosine distance (which the similarity search uses): the principal
+components keep the length of a representation, and an image unlike any training galaxy often
+shows up as an unusually long or short feature vector, which cosine similarity would ignore.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from zooflow.ids import ID_COLUMN
+
+BLOCK = 4096
+COLUMNS = ["rank", ID_COLUMN, "outlier_score"]
+
+
+def _pca_blocks(paths: Iterable[Path], block: int) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    for path in paths:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=block):
+            frame = batch.to_pandas()
+            yield (
+                frame[ID_COLUMN].to_numpy(dtype=str),
+                frame.drop(columns=ID_COLUMN).to_numpy(dtype=np.float64),
+            )
+
+
+def _count_rows(paths: Iterable[Path]) -> int:
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in paths)
+
+
+def _reference(
+    paths: list[Path], n_total: int, reference_size: int, seed: int, block: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows kept as neighbours: all of them, or a uniform sample of ``reference_size``."""
+    if n_total <= reference_size:
+        keep = None
+    else:
+        keep = np.zeros(n_total, dtype=bool)
+        keep[np.random.default_rng(seed).choice(n_total, reference_size, replace=False)] = True
+    ids, vectors, start = [], [], 0
+    for block_ids, block_vectors in _pca_blocks(paths, block):
+        chosen = slice(None) if keep is None else keep[start : start + len(block_ids)]
+        ids.append(block_ids[chosen])
+        vectors.append(block_vectors[chosen])
+        start += len(block_ids)
+    return np.concatenate(ids), np.concatenate(vectors)
+
+
+def outlier_scores(
+    tables: Iterable[str | Path],
+    *,
+    k: int = 10,
+    reference_size: int = 20_000,
+    seed: int = 0,
+    block: int = BLOCK,
+) -> pd.DataFrame:
+    """Every galaxy of ``tables`` with its outlier score (module docstring), most unusual
+    first: a DataFrame of ``rank`` (1 = most unusual), ``id_str`` and ``outlier_score``."""
+    paths = [Path(t) for t in tables]
+    if k < 1:
+        raise ValueError(f"anomalies.k must be at least 1, got {k}")
+    if reference_size < 2:
+        raise ValueError(f"anomalies.reference_size must be at least 2, got {reference_size}")
+    n_total = _count_rows(paths)
+    if n_total <= k:
+        raise ValueError(
+            f"anomalies.k = {k} needs more than {k} galaxies; the catalogue has {n_total}"
+        )
+    reference_ids, reference = _reference(paths, n_total, reference_size, seed, block)
+    reference_norms = (reference**2).sum(axis=1)
+    ids_out, scores_out = [], []
+    for ids, vectors in _pca_blocks(paths, block):
+        squared = (vectors**2).sum(axis=1)[:, None] + reference_norms[None, :]
+        squared -= 2.0 * vectors @ reference.T
+        squared[ids[:, None] == reference_ids[None, :]] = np.inf  # not itself
+        kth = np.partition(squared, k - 1, axis=1)[:, k - 1]
+        ids_out.append(ids)
+        scores_out.append(np.sqrt(np.clip(kth, 0.0, None)))
+    scores = pd.DataFrame(
+        {ID_COLUMN: np.concatenate(ids_out), "outlier_score": np.concatenate(scores_out)}
+    )
+    # Ties (identical galaxies) keep catalogue order, so the ranking is reproducible.
+    scores = scores.sort_values("outlier_score", ascending=False, kind="stable")
+    scores.insert(0, "rank", np.arange(1, len(scores) + 1))
+    return scores.reset_index(drop=True)[COLUMNS]
