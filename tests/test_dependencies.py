@@ -72,3 +72,9 @@ def test_the_real_scripts_track_the_modules_they_used_to_miss():
     assert "predict" not in names("train") and "training" not in names("predict")
     assert "splits" in names("shards")
     assert "acquisition" not in names("train") and "runlog" not in names("train")
+
+
+def test_importing_the_mock_package_tracks_every_module_of_it():
+    closure = import_closure(REPO / "scripts" / "simulate.py", REPO / "zooflow")
+    mock = sorted((REPO / "zooflow" / "mock").glob("*.py"))
+    assert len(mock) > 1 and set(mock) <= set(closure)
