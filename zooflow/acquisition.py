@@ -41,6 +41,7 @@ from zooflow.bald import (
     dirichlet_multinomial_entropies,
     question_weight_vector,
 )
+from zooflow.dirichlet_multinomial import n_vote_compositions, vote_compositions
 from zooflow.ids import read_csv_with_ids
 from zooflow.information import (
     DEFAULT_DRAWS_PER_SAMPLE,
@@ -49,8 +50,6 @@ from zooflow.information import (
     expected_information_gain,
     expected_predictive_information_gain,
     information_terms,
-    n_vote_compositions,
-    vote_compositions,
 )
 from zooflow.posteriors import HEADS
 from zooflow.schema import Schema

@@ -36,15 +36,20 @@ look-ups (about 2 ms per galaxy for the 34-answer DECaLS tree, T = 30, S = 4, N 
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache
 
 import numpy as np
 from scipy.special import entr, gammaln, logsumexp
 
+from zooflow.dirichlet_multinomial import (
+    check_concentrations,
+    log_mean_exp,
+    log_rising_factorials,
+    vote_compositions,
+)
 from zooflow.runlog import Progress
 from zooflow.schema import Schema
 
@@ -95,31 +100,6 @@ def _children_of_answers(schema: Schema, observed: Sequence[int]) -> dict[int, l
 
 
 # --- enumerating joint outcomes -------------------------------------------------------------------
-
-
-@lru_cache(maxsize=256)
-def vote_compositions(n_votes: int, n_answers: int) -> np.ndarray:
-    """Every way ``n_votes`` volunteers can split over ``n_answers`` answers, shape (M, K).
-
-    M = C(N + K − 1, K − 1) (stars and bars): each choice of K − 1 bar positions among N + K − 1
-    slots gives one composition. Read-only, because the result is cached.
-    """
-    slots = n_votes + n_answers - 1
-    bars = np.fromiter(
-        itertools.chain.from_iterable(itertools.combinations(range(slots), n_answers - 1)),
-        dtype=np.int64,
-    ).reshape(-1, n_answers - 1)
-    edges = np.concatenate(
-        [np.full((len(bars), 1), -1), bars, np.full((len(bars), 1), slots)], axis=1
-    )
-    counts = np.diff(edges, axis=1) - 1
-    counts.setflags(write=False)
-    return counts
-
-
-def n_vote_compositions(n_votes: int, n_answers: int) -> int:
-    """Number of vote-count outcomes of one question: C(N + K − 1, K − 1)."""
-    return math.comb(n_votes + n_answers - 1, n_answers - 1)
 
 
 def n_joint_outcomes(
@@ -180,22 +160,6 @@ def joint_outcomes(
 # --- likelihood of vote vectors ---------------------------------------------------------------------
 
 
-def _check_concentrations(alpha: np.ndarray, schema: Schema, what: str) -> np.ndarray:
-    alpha = np.asarray(alpha, dtype=np.float64)
-    if alpha.ndim != 3 or alpha.shape[1] != schema.n_answers or alpha.shape[2] < 1:
-        raise InformationError(
-            f"{what}: Dirichlet concentrations must have shape (galaxies, {schema.n_answers} "
-            f"answers of tree {schema.name!r}, samples >= 1); got {alpha.shape}"
-        )
-    bad = ~(np.isfinite(alpha) & (alpha > 0))
-    if bad.any():
-        row = int(np.flatnonzero(bad.reshape(len(alpha), -1).any(axis=1))[0])
-        raise InformationError(
-            f"{what}: galaxy row {row} has a concentration that is not finite and > 0"
-        )
-    return alpha
-
-
 def _check_n(n_volunteers, n_galaxies: int) -> np.ndarray:
     n = np.asarray(n_volunteers)
     if n.ndim == 0:
@@ -209,14 +173,6 @@ def _check_n(n_volunteers, n_galaxies: int) -> np.ndarray:
             f"got {n_volunteers!r}"
         )
     return as_float.astype(np.int64)
-
-
-def _log_rising_factorials(alpha: np.ndarray, n_max: int) -> np.ndarray:
-    """ln Γ(α + n) − ln Γ(α) for n = 0..n_max, as a new last axis."""
-    table = np.zeros(alpha.shape + (n_max + 1,))
-    if n_max > 0:
-        np.cumsum(np.log(alpha[..., None] + np.arange(n_max)), axis=-1, out=table[..., 1:])
-    return table
 
 
 def tree_log_likelihood(alpha: np.ndarray, counts: np.ndarray, schema: Schema) -> np.ndarray:
@@ -248,11 +204,11 @@ def tree_log_likelihood(alpha: np.ndarray, counts: np.ndarray, schema: Schema) -
     for start in range(0, n_galaxies, chunk):
         stop = min(start + chunk, n_galaxies)
         block = alpha[start:stop].transpose(0, 2, 1)  # (g, T, A)
-        answer_table = _log_rising_factorials(block, n_max).reshape(stop - start, n_samples, -1)
+        answer_table = log_rising_factorials(block, n_max).reshape(stop - start, n_samples, -1)
         alpha_totals = np.stack(
             [block[..., q.indices].sum(axis=-1) for q in schema.questions], axis=-1
         )
-        total_table = _log_rising_factorials(alpha_totals, n_max).reshape(
+        total_table = log_rising_factorials(alpha_totals, n_max).reshape(
             stop - start, n_samples, -1
         )
         if shared:
@@ -332,10 +288,6 @@ class InformationEstimate:
     exact: np.ndarray
 
 
-def _log_mean_exp(values: np.ndarray, axis: int) -> np.ndarray:
-    return logsumexp(values, axis=axis) - math.log(values.shape[axis])
-
-
 def _exact_terms(log_pmf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(H[p̄], mean_t H[p_t]) from ln p_t over every outcome, (G, T, M)."""
     pmf = np.exp(log_pmf)
@@ -352,7 +304,7 @@ def _monte_carlo_terms(
     n_galaxies, n_samples, n_draws = log_pmf.shape
     own_sample = np.repeat(np.arange(n_samples), draws_per_sample)
     own = log_pmf[:, own_sample, np.arange(n_draws)]  # (G, D): ln p_t(v) of the drawing sample
-    mixture = _log_mean_exp(log_pmf, axis=1)  # (G, D): ln p̄(v)
+    mixture = log_mean_exp(log_pmf, axis=1)  # (G, D): ln p̄(v)
     terms = own - mixture
     standard_error = (
         terms.std(axis=1, ddof=1) / math.sqrt(n_draws) if n_draws > 1 else 0 * own[:, 0]
@@ -410,7 +362,9 @@ def information_terms(
     draws_per_sample: int = DEFAULT_DRAWS_PER_SAMPLE,
 ) -> InformationEstimate:
     """:func:`expected_information_gain` with its entropies, standard errors and exactness."""
-    alpha = _check_concentrations(concentrations, schema, "expected_information_gain")
+    alpha = check_concentrations(
+        concentrations, schema, InformationError, "expected_information_gain"
+    )
     n = _check_n(n_volunteers, len(alpha))
     if draws_per_sample < 1 or exact_outcome_limit < 1:
         raise InformationError("draws_per_sample and exact_outcome_limit must be >= 1")
@@ -513,7 +467,7 @@ def _epig_monte_carlo(
             d, g, j = np.nonzero(underflow)
             shifted_pool = log_pool[start + g, :, d] - pool_shift[start + g, 0, d][:, None]
             shifted_target = log_target[j, :, d] - target_shift[j, 0, d][:, None]
-            log_joint[d, g, j] = _log_mean_exp(shifted_pool + shifted_target, axis=1)
+            log_joint[d, g, j] = log_mean_exp(shifted_pool + shifted_target, axis=1)
         pmi = (
             log_joint - log_pool_mean[start:stop].T[:, :, None] - log_target_mean.T[:, None, :]
         )  # (D, g, J)
@@ -543,8 +497,8 @@ def expected_predictive_information_gain(
     are shown to ``n_volunteers``. Exact when M·M* ≤ ``exact_pair_limit`` (M joint outcomes of
     the tree), otherwise Monte Carlo with ``draws_per_sample`` paired draws per sample.
     """
-    pool = _check_concentrations(concentrations_pool, schema, "EPIG pool")
-    target = _check_concentrations(concentrations_target, schema, "EPIG targets")
+    pool = check_concentrations(concentrations_pool, schema, InformationError, "EPIG pool")
+    target = check_concentrations(concentrations_target, schema, InformationError, "EPIG targets")
     if pool.shape[2] != target.shape[2]:
         raise InformationError(
             f"EPIG needs the same samples for pool and targets; got T = {pool.shape[2]} and "
