@@ -24,6 +24,44 @@ def test_the_closure_follows_imports_at_any_depth_and_skips_log_only_modules(tmp
     )
 
 
+def test_the_closure_follows_subpackages_absolute_and_relative_imports(tmp_path):
+    package = tmp_path / "zooflow"
+    (package / "pkg").mkdir(parents=True)
+    # The package's __init__ re-exports from its submodules, absolutely and relatively.
+    (package / "pkg" / "__init__.py").write_text(
+        "from zooflow.pkg.one import f\nfrom .two import g\nfrom . import three\n"
+    )
+    (package / "pkg" / "one.py").write_text("from ..base import h\n")
+    (package / "pkg" / "two.py").write_text("from zooflow.pkg.deep.four import k\n")
+    (package / "pkg" / "three.py").write_text("")
+    (package / "pkg" / "deep").mkdir()
+    (package / "pkg" / "deep" / "__init__.py").write_text("")
+    (package / "pkg" / "deep" / "four.py").write_text("from ...base import h\n")
+    (package / "pkg" / "unused.py").write_text("")
+    (package / "base.py").write_text("")
+    (package / "other.py").write_text("")
+    modules = [
+        package / "base.py",
+        package / "pkg" / "__init__.py",
+        package / "pkg" / "deep" / "__init__.py",
+        package / "pkg" / "deep" / "four.py",
+        package / "pkg" / "one.py",
+        package / "pkg" / "three.py",
+        package / "pkg" / "two.py",
+    ]
+    # A package, its submodule (which runs the package's __init__ first), or names from it
+    # (functions are not modules) all lead to the same files.
+    for line in (
+        "import zooflow.pkg\n",
+        "from zooflow.pkg import f, g\n",
+        "from zooflow.pkg.three import nothing\n",
+        "from zooflow import pkg\n",
+    ):
+        script = tmp_path / "step.py"
+        script.write_text(line)
+        assert import_closure(script, package) == sorted(modules), line
+
+
 def test_the_real_scripts_track_the_modules_they_used_to_miss():
     def names(script):
         return {p.stem for p in import_closure(REPO / "scripts" / f"{script}.py", REPO / "zooflow")}
@@ -34,3 +72,9 @@ def test_the_real_scripts_track_the_modules_they_used_to_miss():
     assert "predict" not in names("train") and "training" not in names("predict")
     assert "splits" in names("shards")
     assert "acquisition" not in names("train") and "runlog" not in names("train")
+
+
+def test_importing_the_mock_package_tracks_every_module_of_it():
+    closure = import_closure(REPO / "scripts" / "simulate.py", REPO / "zooflow")
+    mock = sorted((REPO / "zooflow" / "mock").glob("*.py"))
+    assert len(mock) > 1 and set(mock) <= set(closure)

@@ -10,14 +10,16 @@ from scipy.stats import binom, dirichlet_multinomial
 
 from zooflow.information import (
     InformationError,
-    epig,
-    epig_binomial,
     expected_information_gain,
-    expected_predictive_information_gain,
     information_terms,
     joint_outcomes,
     n_joint_outcomes,
     observed_questions,
+)
+from zooflow.predictive_information import (
+    epig,
+    epig_binomial,
+    expected_predictive_information_gain,
 )
 from zooflow.schema import load_schema
 

@@ -10,7 +10,7 @@ binomial ρ (G, T) for one answer, or Dirichlet concentrations (G, A, T) for the
   per-question terms (:func:`zooflow.bald.bald_dirichlet_multinomial`). Binomial: exact
   (:func:`zooflow.bald.bald_binomial`).
 * ``epig``: what a galaxy's votes would tell us about the votes of a sample of the pool (the
-  galaxies we will predict) rather than about the model (:mod:`zooflow.information`).
+  galaxies we will predict) rather than about the model (:mod:`zooflow.predictive_information`).
 * ``power_bald``: BALD's batch drawn in proportion to the score; ``max_entropy``: the predictive
   entropy alone (it also favours galaxies that every sample agrees are ambiguous); ``random``.
 
@@ -41,18 +41,19 @@ from zooflow.bald import (
     dirichlet_multinomial_entropies,
     question_weight_vector,
 )
+from zooflow.dirichlet_multinomial import n_vote_compositions, vote_compositions
 from zooflow.ids import read_csv_with_ids
 from zooflow.information import (
     DEFAULT_DRAWS_PER_SAMPLE,
-    epig,
-    epig_binomial,
     expected_information_gain,
-    expected_predictive_information_gain,
     information_terms,
-    n_vote_compositions,
-    vote_compositions,
 )
 from zooflow.posteriors import HEADS
+from zooflow.predictive_information import (
+    epig,
+    epig_binomial,
+    expected_predictive_information_gain,
+)
 from zooflow.schema import Schema
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import entr, gammaln
 
-from zooflow.information import n_vote_compositions, vote_compositions
+from zooflow.dirichlet_multinomial import (
+    check_concentrations,
+    first_bad_row,
+    log_mean_exp,
+    log_rising_factorials,
+    n_vote_compositions,
+    vote_compositions,
+)
 from zooflow.posteriors import mean_vote_fractions
 from zooflow.runlog import Progress
 from zooflow.schema import Schema
@@ -46,11 +53,6 @@ class AcquisitionError(ValueError):
 # --- input checks -------------------------------------------------------------------------------
 
 
-def _first_bad_row(bad: np.ndarray) -> int:
-    """Index of the first galaxy (axis 0) with any flagged entry."""
-    return int(np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1))[0])
-
-
 def _check_rho(rho_samples: np.ndarray) -> np.ndarray:
     rho = np.asarray(rho_samples, dtype=np.float64)
     if rho.ndim == 3 and rho.shape[1] == 1:
@@ -62,7 +64,7 @@ def _check_rho(rho_samples: np.ndarray) -> np.ndarray:
         )
     bad = ~((rho >= 0.0) & (rho <= 1.0))  # also catches NaN
     if bad.any():
-        row = _first_bad_row(bad)
+        row = first_bad_row(bad)
         raise AcquisitionError(
             f"binomial ρ samples: galaxy row {row} has values outside [0, 1] "
             f"(e.g. {rho[row][bad[row]][0]!r})"
@@ -86,26 +88,6 @@ def _check_votes(n_votes: int | np.ndarray, n_galaxies: int, what: str) -> np.nd
             f"{what}: galaxy row {row} has {votes[row]!r}; expected a whole number >= 0"
         )
     return as_float.astype(np.int64)
-
-
-def _check_concentrations(concentration_samples: np.ndarray, schema: Schema) -> np.ndarray:
-    alpha = np.asarray(concentration_samples, dtype=np.float64)
-    if alpha.ndim != 3 or alpha.shape[1] != schema.n_answers:
-        raise AcquisitionError(
-            f"Dirichlet concentrations must have shape (galaxies, {schema.n_answers} answers of "
-            f"tree {schema.name!r}, samples); got {alpha.shape}"
-        )
-    if alpha.shape[2] < 1:
-        raise AcquisitionError("Dirichlet concentrations have no dropout samples (T = 0)")
-    bad = ~(np.isfinite(alpha) & (alpha > 0))
-    if bad.any():
-        row = _first_bad_row(bad)
-        answer = int(np.flatnonzero(bad[row].any(axis=1))[0])
-        raise AcquisitionError(
-            f"Dirichlet concentrations: galaxy row {row}, answer {schema.label_cols[answer]!r} "
-            f"has {alpha[row, answer][bad[row, answer]][0]!r}; concentrations must be finite and > 0"
-        )
-    return alpha
 
 
 def question_weight_vector(
@@ -205,14 +187,6 @@ def bald_binomial(rho_samples: np.ndarray, n_votes: int | np.ndarray) -> np.ndar
 # --- Dirichlet-multinomial head -----------------------------------------------------------------
 
 
-def _log_rising_factorials(alpha: np.ndarray, n_max: int) -> np.ndarray:
-    """ln Γ(α + n) − ln Γ(α) = Σ_{j<n} ln(α + j) for n = 0..n_max, appended as a last axis."""
-    table = np.zeros(alpha.shape + (n_max + 1,))
-    if n_max > 0:
-        np.cumsum(np.log(alpha[..., None] + np.arange(n_max)), axis=-1, out=table[..., 1:])
-    return table
-
-
 def _dm_entropies_exact(alpha: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact (H[p̄], mean_t H[p_t]) for one question; ``alpha`` is (G, T, K), N fixed.
 
@@ -232,8 +206,8 @@ def _dm_entropies_exact(alpha: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarr
     for start in range(0, n_galaxies, chunk):
         block = alpha[start : start + chunk]
         size = block.shape[0]
-        tables = _log_rising_factorials(block, n).reshape(size * n_samples, -1)
-        total = _log_rising_factorials(block.sum(axis=2), n)[..., n].reshape(-1, 1)
+        tables = log_rising_factorials(block, n).reshape(size * n_samples, -1)
+        total = log_rising_factorials(block.sum(axis=2), n)[..., n].reshape(-1, 1)
         log_pmf = log_multinomial_coef - total
         for k in range(n_answers):
             log_pmf = log_pmf + np.take(tables, table_columns[:, k], axis=1)
@@ -243,13 +217,6 @@ def _dm_entropies_exact(alpha: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarr
         mean_pmf = pmf.reshape(size, n_samples, -1).mean(axis=1)
         predictive[start : start + size] = entr(mean_pmf).sum(axis=1)
     return predictive, expected
-
-
-def _log_mean_exp(values: np.ndarray, axis: int) -> np.ndarray:
-    """ln mean exp(values) along ``axis``, shifted by the maximum so nothing overflows."""
-    peak = values.max(axis=axis, keepdims=True)
-    shifted = np.exp(values - peak)
-    return np.log(shifted.mean(axis=axis)) + np.squeeze(peak, axis=axis)
 
 
 def _dm_entropies_monte_carlo(
@@ -281,16 +248,16 @@ def _dm_entropies_monte_carlo(
         theta = gammas / gammas.sum(axis=-1, keepdims=True)
         draws = rng.multinomial(n, theta).reshape(size, n_draws, n_answers)
 
-        tables = _log_rising_factorials(block, n).reshape(size, n_samples, -1)
+        tables = log_rising_factorials(block, n).reshape(size, n_samples, -1)
         # Answer-major columns, so the sum over answers adds contiguous rows (fast in numpy).
         columns = draws.transpose(0, 2, 1) + (np.arange(n_answers) * (n + 1))[:, None]
         gathered = np.take_along_axis(tables, columns.reshape(size, 1, -1), axis=2)
         log_pmf = gathered.reshape(size, n_samples, n_answers, n_draws).sum(axis=2)
-        log_pmf -= _log_rising_factorials(block.sum(axis=2), n)[..., n][:, :, None]
+        log_pmf -= log_rising_factorials(block.sum(axis=2), n)[..., n][:, :, None]
         log_pmf += (gammaln(n + 1.0) - gammaln(draws + 1.0).sum(axis=-1))[:, None, :]
         # log_pmf[g, t', (t, s)] = ln p_t'(c_ts); the own-sample term takes t' = t.
         own = log_pmf.reshape(size, n_samples, n_samples, draws_per_sample)[:, diagonal, diagonal]
-        log_mean = _log_mean_exp(log_pmf, axis=1)
+        log_mean = log_mean_exp(log_pmf, axis=1)
         predictive[start : start + size] = -log_mean.mean(axis=1)
         expected[start : start + size] = -own.reshape(size, -1).mean(axis=1)
     return predictive, expected
@@ -334,7 +301,7 @@ def dirichlet_multinomial_entropies(
     ``mc_draws_per_sample`` draws per dropout sample from a generator seeded with
     (seed, question index, N_q), so the same inputs in the same order give the same numbers.
     """
-    alpha = _check_concentrations(concentration_samples, schema)
+    alpha = check_concentrations(concentration_samples, schema, AcquisitionError)
     if not (np.isfinite(expected_votes) and expected_votes >= 0):
         raise AcquisitionError(f"expected_votes must be finite and >= 0; got {expected_votes!r}")
     if exact_outcome_limit < 1 or mc_draws_per_sample < 1:

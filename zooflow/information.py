@@ -1,4 +1,4 @@
-"""What a galaxy's votes would teach us: information measures over its whole vote vector.
+"""What a galaxy's votes would teach us about the model: BALD over its whole vote vector.
 
 Given dropout sample t (one network of the ensemble), the votes of a galaxy shown to N volunteers
 follow the tree's generative model
@@ -6,17 +6,13 @@ follow the tree's generative model
     p_t(v) = Π_q DM(k_q | N_q, α_q,t),   N_q = N for a root question, otherwise the number of
                                           volunteers who gave q's parent answer (part of v),
 
-so how many volunteers reach a question is itself random. Two measures are computed from it:
-
-* **Expected information gain** (BALD: Houlsby et al. 2011; W+20) of the whole vote vector,
-  I(v; t) = H[p̄] − mean_t H[p_t] with p̄ = mean_t p_t. Questions share what they say about the
-  model, so this is not the sum of per-question terms: for two questions asked of the same
-  volunteers I(v1, v2; t) ≤ I(v1; t) + I(v2; t).
-* **Expected predictive information gain** (EPIG: Bickford Smith et al. 2023, "Prediction-oriented
-  Bayesian active learning"): what a candidate's votes v would tell us about the votes v* of the
-  galaxies we want to predict (the targets), mean_j I(v; v*_j) with the joint
-  p(v, v*) = mean_t p_t(v) p_t(v*). It needs samples t that are the same network for every galaxy,
-  which :mod:`zooflow.predict` gives (pass t applies one dropout mask to the whole catalogue).
+so how many volunteers reach a question is itself random. This module holds that model (its
+joint outcomes, likelihoods and draws) and the **expected information gain** (BALD: Houlsby et
+al. 2011; W+20) of the whole vote vector, I(v; t) = H[p̄] − mean_t H[p_t] with p̄ = mean_t p_t.
+Questions share what they say about the model, so this is not the sum of per-question terms
+(:mod:`zooflow.bald`): for two questions asked of the same volunteers
+I(v1, v2; t) ≤ I(v1; t) + I(v2; t). :mod:`zooflow.predictive_information` builds EPIG, what the
+votes would tell us about other galaxies' votes, on the same model.
 
 Estimators. Where the tree has few joint outcomes (small N, small trees) every outcome is
 enumerated and the result is exact. Otherwise a Monte-Carlo estimate stratified over samples:
@@ -26,9 +22,8 @@ k_q ~ Multinomial(N_q, θ)), and
     I(v; t) ≈ mean_ts [ln p_t(v_ts) − ln p̄(v_ts)],
 
 unbiased because p̄ is a finite mixture evaluated exactly (its expectation is mean_t KL(p_t ‖ p̄)),
-and exactly 0 when every sample agrees. EPIG likewise averages the pointwise mutual information
-ln p(v, v*) − ln p(v) − ln p(v*) over pairs drawn from the same p_t. The standard error reported
-alongside comes from the spread of those per-draw terms (pooled over samples, so conservative).
+and exactly 0 when every sample agrees. The standard error reported alongside comes from the
+spread of those per-draw terms (pooled over samples, so conservative).
 
 Cost: a galaxy's Monte-Carlo terms need T·S draws scored under all T samples, O(T²·S·A) table
 look-ups (about 2 ms per galaxy for the 34-answer DECaLS tree, T = 30, S = 4, N = 40, one core).
@@ -36,23 +31,26 @@ look-ups (about 2 ms per galaxy for the 34-answer DECaLS tree, T = 30, S = 4, N 
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache
 
 import numpy as np
 from scipy.special import entr, gammaln, logsumexp
 
-from zooflow.runlog import Progress
+from zooflow.dirichlet_multinomial import (
+    check_concentrations,
+    log_mean_exp,
+    log_rising_factorials,
+    vote_compositions,
+)
 from zooflow.schema import Schema
 
 DEFAULT_EXACT_OUTCOME_LIMIT = 2000
 DEFAULT_DRAWS_PER_SAMPLE = 4
-DEFAULT_EPIG_EXACT_PAIR_LIMIT = 256
 # Largest temporary array (float64 elements) one chunk of galaxies may build.
-_CHUNK_ELEMENTS = 1 << 22
+CHUNK_ELEMENTS = 1 << 22
 
 
 class InformationError(ValueError):
@@ -95,31 +93,6 @@ def _children_of_answers(schema: Schema, observed: Sequence[int]) -> dict[int, l
 
 
 # --- enumerating joint outcomes -------------------------------------------------------------------
-
-
-@lru_cache(maxsize=256)
-def vote_compositions(n_votes: int, n_answers: int) -> np.ndarray:
-    """Every way ``n_votes`` volunteers can split over ``n_answers`` answers, shape (M, K).
-
-    M = C(N + K − 1, K − 1) (stars and bars): each choice of K − 1 bar positions among N + K − 1
-    slots gives one composition. Read-only, because the result is cached.
-    """
-    slots = n_votes + n_answers - 1
-    bars = np.fromiter(
-        itertools.chain.from_iterable(itertools.combinations(range(slots), n_answers - 1)),
-        dtype=np.int64,
-    ).reshape(-1, n_answers - 1)
-    edges = np.concatenate(
-        [np.full((len(bars), 1), -1), bars, np.full((len(bars), 1), slots)], axis=1
-    )
-    counts = np.diff(edges, axis=1) - 1
-    counts.setflags(write=False)
-    return counts
-
-
-def n_vote_compositions(n_votes: int, n_answers: int) -> int:
-    """Number of vote-count outcomes of one question: C(N + K − 1, K − 1)."""
-    return math.comb(n_votes + n_answers - 1, n_answers - 1)
 
 
 def n_joint_outcomes(
@@ -180,23 +153,8 @@ def joint_outcomes(
 # --- likelihood of vote vectors ---------------------------------------------------------------------
 
 
-def _check_concentrations(alpha: np.ndarray, schema: Schema, what: str) -> np.ndarray:
-    alpha = np.asarray(alpha, dtype=np.float64)
-    if alpha.ndim != 3 or alpha.shape[1] != schema.n_answers or alpha.shape[2] < 1:
-        raise InformationError(
-            f"{what}: Dirichlet concentrations must have shape (galaxies, {schema.n_answers} "
-            f"answers of tree {schema.name!r}, samples >= 1); got {alpha.shape}"
-        )
-    bad = ~(np.isfinite(alpha) & (alpha > 0))
-    if bad.any():
-        row = int(np.flatnonzero(bad.reshape(len(alpha), -1).any(axis=1))[0])
-        raise InformationError(
-            f"{what}: galaxy row {row} has a concentration that is not finite and > 0"
-        )
-    return alpha
-
-
-def _check_n(n_volunteers, n_galaxies: int) -> np.ndarray:
+def check_n_volunteers(n_volunteers, n_galaxies: int) -> np.ndarray:
+    """Volunteers per galaxy as int64 (G,), from one whole number >= 0 or one per galaxy."""
     n = np.asarray(n_volunteers)
     if n.ndim == 0:
         n = np.full(n_galaxies, n)
@@ -209,14 +167,6 @@ def _check_n(n_volunteers, n_galaxies: int) -> np.ndarray:
             f"got {n_volunteers!r}"
         )
     return as_float.astype(np.int64)
-
-
-def _log_rising_factorials(alpha: np.ndarray, n_max: int) -> np.ndarray:
-    """ln Γ(α + n) − ln Γ(α) for n = 0..n_max, as a new last axis."""
-    table = np.zeros(alpha.shape + (n_max + 1,))
-    if n_max > 0:
-        np.cumsum(np.log(alpha[..., None] + np.arange(n_max)), axis=-1, out=table[..., 1:])
-    return table
 
 
 def tree_log_likelihood(alpha: np.ndarray, counts: np.ndarray, schema: Schema) -> np.ndarray:
@@ -244,15 +194,15 @@ def tree_log_likelihood(alpha: np.ndarray, counts: np.ndarray, schema: Schema) -
     n_outcomes = counts.shape[-2]
     out = np.empty((n_galaxies, n_samples, n_outcomes))
     per_galaxy = n_samples * n_outcomes * (n_answers + n_questions)
-    chunk = max(1, _CHUNK_ELEMENTS // max(per_galaxy, 1))
+    chunk = max(1, CHUNK_ELEMENTS // max(per_galaxy, 1))
     for start in range(0, n_galaxies, chunk):
         stop = min(start + chunk, n_galaxies)
         block = alpha[start:stop].transpose(0, 2, 1)  # (g, T, A)
-        answer_table = _log_rising_factorials(block, n_max).reshape(stop - start, n_samples, -1)
+        answer_table = log_rising_factorials(block, n_max).reshape(stop - start, n_samples, -1)
         alpha_totals = np.stack(
             [block[..., q.indices].sum(axis=-1) for q in schema.questions], axis=-1
         )
-        total_table = _log_rising_factorials(alpha_totals, n_max).reshape(
+        total_table = log_rising_factorials(alpha_totals, n_max).reshape(
             stop - start, n_samples, -1
         )
         if shared:
@@ -332,10 +282,6 @@ class InformationEstimate:
     exact: np.ndarray
 
 
-def _log_mean_exp(values: np.ndarray, axis: int) -> np.ndarray:
-    return logsumexp(values, axis=axis) - math.log(values.shape[axis])
-
-
 def _exact_terms(log_pmf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(H[p̄], mean_t H[p_t]) from ln p_t over every outcome, (G, T, M)."""
     pmf = np.exp(log_pmf)
@@ -352,7 +298,7 @@ def _monte_carlo_terms(
     n_galaxies, n_samples, n_draws = log_pmf.shape
     own_sample = np.repeat(np.arange(n_samples), draws_per_sample)
     own = log_pmf[:, own_sample, np.arange(n_draws)]  # (G, D): ln p_t(v) of the drawing sample
-    mixture = _log_mean_exp(log_pmf, axis=1)  # (G, D): ln p̄(v)
+    mixture = log_mean_exp(log_pmf, axis=1)  # (G, D): ln p̄(v)
     terms = own - mixture
     standard_error = (
         terms.std(axis=1, ddof=1) / math.sqrt(n_draws) if n_draws > 1 else 0 * own[:, 0]
@@ -410,8 +356,10 @@ def information_terms(
     draws_per_sample: int = DEFAULT_DRAWS_PER_SAMPLE,
 ) -> InformationEstimate:
     """:func:`expected_information_gain` with its entropies, standard errors and exactness."""
-    alpha = _check_concentrations(concentrations, schema, "expected_information_gain")
-    n = _check_n(n_volunteers, len(alpha))
+    alpha = check_concentrations(
+        concentrations, schema, InformationError, "expected_information_gain"
+    )
+    n = check_n_volunteers(n_volunteers, len(alpha))
     if draws_per_sample < 1 or exact_outcome_limit < 1:
         raise InformationError("draws_per_sample and exact_outcome_limit must be >= 1")
     rng = np.random.default_rng(rng)
@@ -427,13 +375,13 @@ def information_terms(
         if n_joint_outcomes(schema, int(value), names) <= exact_outcome_limit:
             outcomes = joint_outcomes(schema, int(value), names)
             width = alpha.shape[2] * len(outcomes) * (schema.n_answers + schema.n_questions)
-            for chunk in _chunks(rows, width):
+            for chunk in row_chunks(rows, width):
                 log_pmf = tree_log_likelihood(alpha[chunk], outcomes, schema)
                 predictive[chunk], expected[chunk] = _exact_terms(log_pmf)
             continue
         exact[rows] = False
         draws = alpha.shape[2] * draws_per_sample
-        for chunk in _chunks(
+        for chunk in row_chunks(
             rows, alpha.shape[2] * draws * (schema.n_answers + schema.n_questions)
         ):
             counts = sample_tree_votes(
@@ -447,204 +395,7 @@ def information_terms(
     return InformationEstimate(mutual_information, predictive, expected, standard_error, exact)
 
 
-def _chunks(rows: np.ndarray, per_row_elements: int) -> list[np.ndarray]:
-    """``rows`` in pieces whose temporaries hold about ``_CHUNK_ELEMENTS`` elements."""
-    size = max(1, _CHUNK_ELEMENTS // max(per_row_elements, 1))
+def row_chunks(rows: np.ndarray, per_row_elements: int) -> list[np.ndarray]:
+    """``rows`` in pieces whose temporaries hold about ``CHUNK_ELEMENTS`` elements."""
+    size = max(1, CHUNK_ELEMENTS // max(per_row_elements, 1))
     return [rows[i : i + size] for i in range(0, len(rows), size)]
-
-
-# --- expected predictive information gain -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PredictiveInformationEstimate:
-    """EPIG per candidate galaxy in nats, (G,), its standard error, and whether it was exact."""
-
-    epig: np.ndarray
-    standard_error: np.ndarray
-    exact: bool
-
-
-def _epig_exact(log_pool: np.ndarray, log_target: np.ndarray) -> np.ndarray:
-    """mean_j I(v; v*_j) from ln p_t over every outcome: (G, T, M) and (J, T, M*)."""
-    n_samples = log_pool.shape[1]
-    pool, target = np.exp(log_pool), np.exp(log_target)
-    pool_marginal = pool.mean(axis=1)  # (G, M)
-    target_marginal = target.mean(axis=1)  # (J, M*)
-    # Σ_{v,v*} p(v,v*) ln p(v,v*) − Σ_v p(v) ln p(v) − Σ_v* p(v*) ln p(v*), by mutual information's
-    # expansion H(v) + H(v*) − H(v, v*).
-    out = np.empty(len(pool))
-    target_entropy = entr(target_marginal).sum(axis=1)  # (J,)
-    for g in range(len(pool)):
-        joint = np.einsum("tm,jtn->jmn", pool[g], target) / n_samples
-        joint_entropy = entr(joint).sum(axis=(1, 2))
-        out[g] = np.mean(entr(pool_marginal[g]).sum() + target_entropy - joint_entropy)
-    return np.maximum(out, 0.0)
-
-
-def _epig_monte_carlo(
-    log_pool: np.ndarray, log_target: np.ndarray, draws_per_sample: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """EPIG from paired draws: ``log_pool[g, t', d]`` = ln p_t'(v_gd) and ``log_target[j, t', d]``
-    = ln p_t'(v*_jd), where v_gd and v*_jd were both drawn from sample d // S.
-
-    Pointwise mutual information of each pair, ln mean_t' p_t'(v) p_t'(v*) − ln p̄(v) − ln p̄(v*),
-    averaged over targets and draws. The joint's sum over t' is one batched matrix product of the
-    max-shifted likelihoods; pairs whose shifted product underflows are redone in log space.
-    """
-    n_pool, n_samples, n_draws = log_pool.shape
-    pool_shift = log_pool.max(axis=1, keepdims=True)
-    target_shift = log_target.max(axis=1, keepdims=True)
-    pool_scaled = np.exp(log_pool - pool_shift)  # (G, T, D), max 1 over t'
-    target_scaled = np.exp(log_target - target_shift)  # (J, T, D)
-    log_pool_mean = np.log(pool_scaled.mean(axis=1))  # (G, D), shifted ln p̄(v)
-    log_target_mean = np.log(target_scaled.mean(axis=1))  # (J, D)
-    epig = np.empty(n_pool)
-    standard_error = np.empty(n_pool)
-    target_by_draw = target_scaled.transpose(2, 1, 0)  # (D, T, J)
-    chunk = max(1, _CHUNK_ELEMENTS // max(n_draws * log_target.shape[0], 1))
-    for start in range(0, n_pool, chunk):
-        stop = min(start + chunk, n_pool)
-        joint = np.matmul(pool_scaled[start:stop].transpose(2, 0, 1), target_by_draw)  # (D, g, J)
-        with np.errstate(divide="ignore"):
-            log_joint = np.log(joint / n_samples)
-        underflow = ~np.isfinite(log_joint)
-        if underflow.any():
-            d, g, j = np.nonzero(underflow)
-            shifted_pool = log_pool[start + g, :, d] - pool_shift[start + g, 0, d][:, None]
-            shifted_target = log_target[j, :, d] - target_shift[j, 0, d][:, None]
-            log_joint[d, g, j] = _log_mean_exp(shifted_pool + shifted_target, axis=1)
-        pmi = (
-            log_joint - log_pool_mean[start:stop].T[:, :, None] - log_target_mean.T[:, None, :]
-        )  # (D, g, J)
-        per_draw = pmi.mean(axis=2)  # (D, g): mean over targets
-        epig[start:stop] = per_draw.mean(axis=0)
-        standard_error[start:stop] = (
-            per_draw.std(axis=0, ddof=1) / math.sqrt(n_draws) if n_draws > 1 else 0.0
-        )
-    return np.maximum(epig, 0.0), standard_error
-
-
-def expected_predictive_information_gain(
-    concentrations_pool: np.ndarray,
-    concentrations_target: np.ndarray,
-    schema: Schema,
-    n_volunteers: int,
-    rng: np.random.Generator | int | None = None,
-    *,
-    questions: Sequence[str] | None = None,
-    exact_pair_limit: int = DEFAULT_EPIG_EXACT_PAIR_LIMIT,
-    draws_per_sample: int = DEFAULT_DRAWS_PER_SAMPLE,
-) -> PredictiveInformationEstimate:
-    """EPIG of each pool galaxy about the targets' votes, with its standard error.
-
-    ``concentrations_pool`` (G, A, T) and ``concentrations_target`` (J, A, T) must come from the
-    same T networks (pass t of :mod:`zooflow.predict` is one dropout mask for every galaxy). Both
-    are shown to ``n_volunteers``. Exact when M·M* ≤ ``exact_pair_limit`` (M joint outcomes of
-    the tree), otherwise Monte Carlo with ``draws_per_sample`` paired draws per sample.
-    """
-    pool = _check_concentrations(concentrations_pool, schema, "EPIG pool")
-    target = _check_concentrations(concentrations_target, schema, "EPIG targets")
-    if pool.shape[2] != target.shape[2]:
-        raise InformationError(
-            f"EPIG needs the same samples for pool and targets; got T = {pool.shape[2]} and "
-            f"T = {target.shape[2]}"
-        )
-    if len(target) == 0:
-        raise InformationError("EPIG needs at least one target galaxy")
-    n = int(_check_n(n_volunteers, 1)[0])
-    names = [schema.question_names[q] for q in observed_questions(schema, questions)]
-    if n == 0:
-        return PredictiveInformationEstimate(np.zeros(len(pool)), np.zeros(len(pool)), True)
-    if n_joint_outcomes(schema, n, names) ** 2 <= exact_pair_limit:
-        outcomes = joint_outcomes(schema, n, names)
-        value = _epig_exact(
-            tree_log_likelihood(pool, outcomes, schema),
-            tree_log_likelihood(target, outcomes, schema),
-        )
-        return PredictiveInformationEstimate(value, np.zeros(len(pool)), True)
-    rng = np.random.default_rng(rng)
-    target_draws = sample_tree_votes(target, schema, n, draws_per_sample, rng, names)
-    log_target = tree_log_likelihood(target, target_draws, schema)
-    epig = np.empty(len(pool))
-    standard_error = np.empty(len(pool))
-    per_row = pool.shape[2] ** 2 * draws_per_sample * (schema.n_answers + schema.n_questions)
-    progress = Progress(f"EPIG against {len(target)} target galaxies", len(pool))
-    for chunk in _chunks(np.arange(len(pool)), per_row):
-        draws = sample_tree_votes(pool[chunk], schema, n, draws_per_sample, rng, names)
-        log_pool = tree_log_likelihood(pool[chunk], draws, schema)
-        epig[chunk], standard_error[chunk] = _epig_monte_carlo(
-            log_pool, log_target, draws_per_sample
-        )
-        progress.advance(len(chunk))
-    return PredictiveInformationEstimate(epig, standard_error, False)
-
-
-def epig(
-    concentrations_pool: np.ndarray,
-    concentrations_target: np.ndarray,
-    schema: Schema,
-    n_volunteers: int,
-    rng: np.random.Generator | int | None = None,
-    **options,
-) -> np.ndarray:
-    """EPIG in nats per pool galaxy, (G,): see :func:`expected_predictive_information_gain`."""
-    return expected_predictive_information_gain(
-        concentrations_pool, concentrations_target, schema, n_volunteers, rng, **options
-    ).epig
-
-
-# --- binomial head (W+20: one answer, N votes) --------------------------------------------------
-
-
-def _check_rho(rho: np.ndarray, what: str) -> np.ndarray:
-    rho = np.asarray(rho, dtype=np.float64)
-    if rho.ndim == 3 and rho.shape[1] == 1:
-        rho = rho[:, 0, :]
-    if rho.ndim != 2 or not np.all((rho >= 0) & (rho <= 1)):
-        raise InformationError(f"{what}: ρ samples must be (galaxies, samples) values in [0, 1]")
-    return rho
-
-
-def _binomial_log_pmf(rho: np.ndarray, counts: np.ndarray, n: int) -> np.ndarray:
-    """ln Binomial(k; n, ρ_t): ``rho`` (G, T), ``counts`` (K,) shared or (G, D) -> (G, T, K|D)."""
-    tiny = np.finfo(np.float64).tiny
-    clipped = np.clip(rho, tiny, 1.0 - np.finfo(np.float64).epsneg)[:, :, None]
-    k = counts[None, None, :] if counts.ndim == 1 else counts[:, None, :]
-    coefficient = gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
-    return coefficient + k * np.log(clipped) + (n - k) * np.log1p(-clipped)
-
-
-def epig_binomial(
-    rho_pool: np.ndarray,
-    rho_target: np.ndarray,
-    n_votes: int,
-    rng: np.random.Generator | int | None = None,
-    *,
-    exact_pair_limit: int = DEFAULT_EPIG_EXACT_PAIR_LIMIT,
-    draws_per_sample: int = DEFAULT_DRAWS_PER_SAMPLE,
-) -> np.ndarray:
-    """EPIG (nats, (G,)) for the binomial head: k ~ Binomial(N, ρ_t) for pool and targets alike.
-
-    Exact when (N + 1)² ≤ ``exact_pair_limit``, otherwise Monte Carlo as for the Dirichlet head.
-    """
-    pool = _check_rho(rho_pool, "EPIG pool")
-    target = _check_rho(rho_target, "EPIG targets")
-    if pool.shape[1] != target.shape[1] or len(target) == 0:
-        raise InformationError("EPIG needs targets and the same number of samples as the pool")
-    n = int(_check_n(n_votes, 1)[0])
-    if (n + 1) ** 2 <= exact_pair_limit:
-        ks = np.arange(n + 1)
-        return _epig_exact(_binomial_log_pmf(pool, ks, n), _binomial_log_pmf(target, ks, n))
-    rng = np.random.default_rng(rng)
-    n_samples = pool.shape[1]
-    own = np.repeat(np.arange(n_samples), draws_per_sample)
-    target_draws = rng.binomial(n, target[:, own])  # (J, D)
-    log_target = _binomial_log_pmf(target, target_draws, n)
-    out = np.empty(len(pool))
-    for chunk in _chunks(np.arange(len(pool)), n_samples**2 * draws_per_sample):
-        pool_draws = rng.binomial(n, pool[chunk][:, own])
-        out[chunk], _ = _epig_monte_carlo(
-            _binomial_log_pmf(pool[chunk], pool_draws, n), log_target, draws_per_sample
-        )
-    return out

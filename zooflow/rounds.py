@@ -170,12 +170,13 @@ def reveal_campaign(
     ``votes.csv``, oldest first. A galaxy still waiting in the pool joins with the votes of the
     latest file that has a row for it, so votes that arrive late (an earlier round's file that
     grew after the next round was built) join this round. Every row gets ingest's checks (see
-    :func:`zooflow.catalogue.check_votes`); a failing row, or one for a galaxy nobody asked
+    :func:`zooflow.vote_checks.check_votes`); a failing row, or one for a galaxy nobody asked
     for, goes to ``rejected_out`` with its reason and its galaxy stays in the pool, as does a
     galaxy whose row is empty or all zero. More than ``max_rejected_fraction`` of the rows
     rejected stops the step, as in ingest. Rows of galaxies labelled earlier are ignored.
     """
-    from zooflow.catalogue import ID_COLUMN, REJECTED_COLUMNS, ROW_COLUMN, check_votes
+    from zooflow.catalogue import ID_COLUMN, REJECTED_COLUMNS, ROW_COLUMN
+    from zooflow.vote_checks import check_votes
 
     labelled = read_csv_with_ids(labelled_path)
     waiting = read_csv_with_ids(unlabelled_path)
