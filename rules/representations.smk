@@ -80,6 +80,8 @@ rule anomalies:
         ),
     log:
         "logs/{run}/anomalies.log",
+    benchmark:
+        "results/benchmarks/{run}/anomalies.tsv"
     wildcard_constraints:
         run=f"full|{PREDICTIONS}",
     conda:

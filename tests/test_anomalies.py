@@ -80,6 +80,7 @@ def test_a_sampled_reference_ranks_like_the_exact_search(tmp_path: Path):
         ({"k": 0}, "anomalies.k must be at least 1, got 0"),
         ({"k": 7}, "anomalies.k = 7 needs more than 7 galaxies; the catalogue has 7"),
         ({"reference_size": 1}, "anomalies.reference_size must be at least 2, got 1"),
+        ({"k": 3, "reference_size": 3}, "reference_size = 3 must exceed anomalies.k = 3"),
     ],
 )
 def test_settings_that_cannot_rank_are_refused_naming_them(tmp_path: Path, settings, message):

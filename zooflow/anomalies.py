@@ -11,8 +11,8 @@ Neighbours are searched among a reference set: every galaxy when the catalogue h
 ``seed``. With a sample, the score is the distance to the ``k``-th nearest *sampled* galaxy:
 the same local density measured on a coarser scale (scaling ``k`` down with the sample would
 leave one or two neighbours and a noisy ranking), so the ranking keeps its order. The
-catalogue is streamed in blocks against the reference, so memory is flat in the number of
-galaxies and time is linear in it.
+catalogue is streamed in blocks against the reference (about 130 MB of distances at a time), so
+memory is flat in the number of galaxies and time is linear in it.
 
 Euclidean rather than cosine distance (which the similarity search uses): the principal
 components keep the length of a representation, and an image unlike any training galaxy often
@@ -30,7 +30,8 @@ import pyarrow.parquet as pq
 
 from zooflow.ids import ID_COLUMN
 
-BLOCK = 4096
+# Catalogue rows per block: a block's distances to the reference take about this many floats.
+BLOCK_ELEMENTS = 1 << 24
 COLUMNS = ["rank", ID_COLUMN, "outlier_score"]
 
 
@@ -51,19 +52,18 @@ def _count_rows(paths: Iterable[Path]) -> int:
 def _reference(
     paths: list[Path], n_total: int, reference_size: int, seed: int, block: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rows kept as neighbours: all of them, or a uniform sample of ``reference_size``."""
+    """(catalogue row of each reference galaxy, their vectors): every row, or a uniform sample
+    of ``reference_size`` rows."""
     if n_total <= reference_size:
-        keep = None
+        rows = np.arange(n_total)
     else:
-        keep = np.zeros(n_total, dtype=bool)
-        keep[np.random.default_rng(seed).choice(n_total, reference_size, replace=False)] = True
-    ids, vectors, start = [], [], 0
+        rows = np.sort(np.random.default_rng(seed).choice(n_total, reference_size, replace=False))
+    vectors, start = [], 0
     for block_ids, block_vectors in _pca_blocks(paths, block):
-        chosen = slice(None) if keep is None else keep[start : start + len(block_ids)]
-        ids.append(block_ids[chosen])
-        vectors.append(block_vectors[chosen])
+        inside = rows[(rows >= start) & (rows < start + len(block_ids))]
+        vectors.append(block_vectors[inside - start])
         start += len(block_ids)
-    return np.concatenate(ids), np.concatenate(vectors)
+    return rows, np.concatenate(vectors)
 
 
 def outlier_scores(
@@ -72,7 +72,7 @@ def outlier_scores(
     k: int = 10,
     reference_size: int = 20_000,
     seed: int = 0,
-    block: int = BLOCK,
+    block: int | None = None,
 ) -> pd.DataFrame:
     """Every galaxy of ``tables`` with its outlier score (module docstring), most unusual
     first: a DataFrame of ``rank`` (1 = most unusual), ``id_str`` and ``outlier_score``."""
@@ -86,16 +86,26 @@ def outlier_scores(
         raise ValueError(
             f"anomalies.k = {k} needs more than {k} galaxies; the catalogue has {n_total}"
         )
-    reference_ids, reference = _reference(paths, n_total, reference_size, seed, block)
+    if reference_size <= k:
+        raise ValueError(
+            f"anomalies.reference_size = {reference_size} must exceed anomalies.k = {k}"
+        )
+    block = block or max(1, BLOCK_ELEMENTS // min(n_total, reference_size))
+    reference_rows, reference = _reference(paths, n_total, reference_size, seed, block)
     reference_norms = (reference**2).sum(axis=1)
-    ids_out, scores_out = [], []
+    ids_out, scores_out, start = [], [], 0
     for ids, vectors in _pca_blocks(paths, block):
         squared = (vectors**2).sum(axis=1)[:, None] + reference_norms[None, :]
         squared -= 2.0 * vectors @ reference.T
-        squared[ids[:, None] == reference_ids[None, :]] = np.inf  # not itself
+        # A galaxy of the reference is not its own neighbour.
+        position = np.searchsorted(reference_rows, np.arange(start, start + len(ids)))
+        position = np.minimum(position, len(reference_rows) - 1)
+        itself = reference_rows[position] == np.arange(start, start + len(ids))
+        squared[np.flatnonzero(itself), position[itself]] = np.inf
         kth = np.partition(squared, k - 1, axis=1)[:, k - 1]
         ids_out.append(ids)
         scores_out.append(np.sqrt(np.clip(kth, 0.0, None)))
+        start += len(ids)
     scores = pd.DataFrame(
         {ID_COLUMN: np.concatenate(ids_out), "outlier_score": np.concatenate(scores_out)}
     )

@@ -1,4 +1,4 @@
-"""Do galaxies that look alike to the network share their true morphology?
+"""Do galaxies that look alike to the network share their morphology, and are the odd ones odd?
 
 Runs the `full` target of the default configuration (the embedded mock survey, pretraining, the
 supervised run) with `representations.enabled`, in a scratch copy of the workflow, then for
@@ -8,9 +8,15 @@ of those neighbours whose true morphology (smooth / featured / artifact, from th
 table) is the galaxy's own, overall and per class, against the base rate: the share a random
 neighbour would have (sum over classes of the squared class fractions; per class, its fraction).
 
-Goal (representations issue, part 2): overall share >= 0.85.
+Then reads the workflow's own anomaly ranking (`results/full/representations/anomalies.csv`,
+the `anomalies` rule: distance to the k-th nearest galaxy) and prints the share of artifacts,
+and of mergers and any disturbed galaxy, among the top 2% most unusual, against their share
+of the survey.
 
-Run: .venv/bin/python benchmarks/similarity.py [--keep DIR] [--configfile EXTRA.yaml]
+Goals (representations issue): similarity, overall share >= 0.85 (part 2); anomalies,
+artifacts ranked high: their share in the top 2% well above their share in the survey (part 3).
+
+Run: .venv/bin/python benchmarks/representations.py [--keep DIR] [--configfile EXTRA.yaml]
 About 15 minutes on 2 cores (mostly the supervised training).
 """
 
@@ -30,6 +36,7 @@ PARTS = ("Snakefile", "rules", "scripts", "config", "envs", "zooflow", "report",
 SPLITS = ("test", "val", "initial", "pool")
 GOAL = 0.85
 K = 10
+TOP_SHARE = 0.02
 
 
 def main() -> None:
@@ -37,7 +44,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     parser.add_argument("--configfile", type=Path, help="extra settings on top of the default")
     args = parser.parse_args()
-    root = args.keep or Path(tempfile.mkdtemp(prefix="zooflow-similarity-"))
+    root = args.keep or Path(tempfile.mkdtemp(prefix="zooflow-representations-"))
     root.mkdir(parents=True, exist_ok=True)
     for part in PARTS:
         if not (root / part).exists():
@@ -77,6 +84,21 @@ def main() -> None:
         print(
             f"  {name:<9} ({fractions[name]:.1%} of the survey): {rows['same'].mean():.3f} of "
             "its neighbours share it"
+        )
+    anomalies = pd.read_csv(represented / "anomalies.csv", dtype={"id_str": str})
+    top = anomalies.head(max(1, round(TOP_SHARE * len(anomalies))))
+    everyone = truth.set_index("id_str").loc[anomalies["id_str"]]
+    chosen = truth.set_index("id_str").loc[top["id_str"]]
+    print(f"anomaly ranking: the {len(top)} most unusual galaxies ({TOP_SHARE:.0%})")
+    for name, test in (
+        ("artifacts", lambda t: t["morphology"] == "artifact"),
+        ("mergers", lambda t: t["merger_state"] == "merger"),
+        ("disturbed or merging", lambda t: t["merger_state"] != "none"),
+    ):
+        in_top, overall = test(chosen).mean(), test(everyone).mean()
+        print(
+            f"  {name:<20} {in_top:.1%} of the top against {overall:.1%} of the survey "
+            f"({in_top / overall if overall else float('nan'):.1f}x)"
         )
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
