@@ -100,3 +100,6 @@ def test_nearest_neighbours_match_brute_force_cosine_search(tmp_path: Path):
         np.testing.assert_allclose(rows["similarity"], similarity[best], rtol=1e-9)
     with pytest.raises(ValueError, match=r"similar.ids \['nobody'\] are not galaxies"):
         nearest_neighbours(tables, ["g01", "nobody"], k=3)
+    with pytest.raises(ValueError, match="similar.k = 57, but the catalogue has 57 galaxies"):
+        nearest_neighbours(tables, ["g01"], k=57)
+    assert len(nearest_neighbours(tables, ["g01"], k=56)) == 56

@@ -175,7 +175,13 @@ def nearest_neighbours(
     tables = [Path(t) for t in tables]
     queries = list(dict.fromkeys(str(q) for q in query_ids))
     if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+        raise ValueError(f"similar.k must be at least 1, got {k}")
+    n_galaxies = sum(pq.ParquetFile(t).metadata.num_rows for t in tables)
+    if k >= n_galaxies:
+        raise ValueError(
+            f"similar.k = {k}, but the catalogue has {n_galaxies} galaxies: a galaxy has at "
+            f"most {n_galaxies - 1} others to be near"
+        )
     found: dict[str, np.ndarray] = {}
     for ids, vectors in _pca_blocks(tables, block):
         for row in np.flatnonzero(np.isin(ids, queries)):
