@@ -33,6 +33,7 @@ include: "rules/predict.smk"
 include: "rules/representations.smk"
 include: "rules/evaluate.smk"
 include: "rules/active_learning.smk"
+include: "rules/explorer.smk"
 
 
 rule all:
