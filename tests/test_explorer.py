@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import h5py
@@ -9,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import TINY_CONFIG, copy_workflow, run_snakemake
 from zooflow.explorer import REPRESENTATIONS_OFF, Round, read_explorer_data, write_explorer
 from zooflow.posteriors import STRING, summarise_predictions
 from zooflow.representations import nearest_neighbours
@@ -223,3 +226,156 @@ def test_bad_inputs_name_the_file_and_column(tmp_path: Path):
     scores.to_csv(run["rounds"][0].scores, index=False)
     with pytest.raises(ValueError, match=r"round_0/scores.csv.*'score'"):
         build(run, tmp_path / "site")
+
+
+# --- in a real browser ---------------------------------------------------------------------------
+
+
+def chromium_or_skip() -> str:
+    """The system's chromium (Debian's package; nothing is downloaded at test time). Missing,
+    the browser tests skip, except in CI (.ci/run sets ZOOFLOW_CI and installs chromium), where
+    they fail: a green CI run means the explorer ran in a browser."""
+    path = os.environ.get("ZOOFLOW_CHROMIUM") or shutil.which("chromium")
+    path = path or shutil.which("chromium-browser")
+    if path:
+        return path
+    reason = "chromium is not installed (apt-get install chromium): the explorer's browser test"
+    if os.environ.get("ZOOFLOW_CI"):
+        pytest.fail(f"{reason} must run in CI (ZOOFLOW_CI is set)")
+    pytest.skip(f"{reason} is skipped")
+
+
+def keep_artefact(path: Path, tmp_path_factory, capsys) -> Path:
+    """Copy a test artefact (a screenshot) where a person can find it, and say where: the
+    folder ZOOFLOW_ARTEFACTS names (.ci/run sets it), else pytest's temporary folder."""
+    base = tmp_path_factory.getbasetemp() / "artefacts"
+    kept = Path(os.environ.get("ZOOFLOW_ARTEFACTS") or base) / path.name
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(path, kept)
+    with capsys.disabled():
+        print(f"\n  explorer screenshot: {kept}")
+    return kept
+
+
+def browse(site: Path, screenshot: Path) -> dict:
+    """Open the site from file:// in headless chromium and use it as a person would: filter,
+    open a galaxy, follow a neighbour. Returns what it saw; fails on any console or page error."""
+    from playwright.sync_api import sync_playwright
+
+    data = read_explorer_data(site)
+    answer = data["answers"].index("smooth-or-featured_smooth")
+    fractions = sorted(row[answer] for row in data["fraction"])
+    threshold = fractions[len(fractions) // 2]  # about half the galaxies pass
+    errors: list[str] = []
+    seen: dict = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_or_skip(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("requestfailed", lambda r: errors.append(f"{r.url}: {r.failure}"))
+        page.goto((site / "index.html").as_uri())
+        page.wait_for_selector("body[data-grid-rendered]")
+
+        def cells() -> list[str]:
+            return page.eval_on_selector_all("#grid a.cell", "els => els.map(e => e.dataset.id)")
+
+        seen["all"] = cells()
+        sheets = page.evaluate(
+            """files => Promise.all(files.map(f => { const i = new Image(); i.src = f;
+               return i.decode().then(() => i.naturalWidth); }))""",
+            data["thumbnails"]["files"],
+        )
+        assert all(width > 0 for width in sheets)
+
+        page.select_option("#answer", str(answer))
+        page.fill("#min", f"{threshold / 1000:.3f}")
+        expected = {
+            g
+            for g, row in zip(data["ids"], data["fraction"], strict=True)
+            if row[answer] >= threshold
+        }
+        seen["filtered"] = cells()
+        assert int(page.get_attribute("#count", "data-matching")) == len(expected)
+        assert page.is_hidden("#more") == (len(expected) <= 240)
+        assert set(seen["filtered"]) <= expected and len(seen["filtered"]) == min(
+            len(expected), 240
+        )
+        shown = [data["fraction"][data["ids"].index(g)][answer] for g in seen["filtered"]]
+        assert shown == sorted(shown, reverse=True)  # high first
+        page.select_option("#split", str(data["splits"].index("test")))
+        seen["test"] = cells()
+        assert seen["test"] and all(
+            data["splits"][data["split"][data["ids"].index(g)]] == "test" for g in seen["test"]
+        )
+        page.screenshot(path=str(screenshot))
+
+        first = seen["test"][0]
+        page.click(f'#grid a.cell[data-id="{first}"]')
+        page.wait_for_selector("#galaxy-view:not([hidden])")
+        assert page.get_attribute("#galaxy-view", "data-galaxy") == first
+        rows = page.eval_on_selector_all("table.posteriors tr[data-answer]", "els => els.length")
+        assert rows == len(data["answers"])
+        if data["neighbours"] is not None:
+            i = data["ids"].index(first)
+            neighbour = data["ids"][data["neighbours"][i][0][0]]
+            page.click("#neighbours a.neighbour >> nth=0")
+            page.wait_for_function(
+                f"document.getElementById('galaxy-view').dataset.galaxy === {neighbour!r}"
+            )
+            seen["neighbour"] = (first, neighbour)
+            assert page.evaluate("decodeURIComponent(location.hash)") == f"#galaxy={neighbour}"
+        else:
+            assert "representations.enabled" in page.inner_text("#neighbours")
+        if data["rounds"]:
+            page.click("#rounds-link")
+            page.click("#rounds-view details >> nth=0")
+            page.wait_for_selector("#rounds-view .acquired a.cell")
+            acquired = page.eval_on_selector_all(
+                "#rounds-view .acquired a.cell", "els => els.length"
+            )
+            seen["acquired"] = acquired
+            assert acquired == len(data["rounds"][0]["acquired"])
+        browser.close()
+    assert not errors, errors
+    return seen
+
+
+def test_the_site_works_in_a_browser(tmp_path: Path, tmp_path_factory, capsys):
+    chromium_or_skip()
+    build(synthetic_run(tmp_path / "run", n=300, rounds=2), tmp_path / "site")
+    seen = browse(tmp_path / "site", tmp_path / "explorer_synthetic.png")
+    assert len(seen["filtered"]) < len(seen["all"]) and "neighbour" in seen
+    keep_artefact(tmp_path / "explorer_synthetic.png", tmp_path_factory, capsys)
+
+
+@pytest.mark.slow
+def test_a_real_run_s_explorer_in_a_browser(
+    tiny_full_run: Path, tmp_path: Path, tmp_path_factory, capsys
+):
+    """The workflow's own site, from a tiny run with representations and rounds: only the
+    prediction pass (now with features) and what follows rerun, no training."""
+    chromium_or_skip()
+    workdir = copy_workflow(tmp_path / "run")
+    shutil.copytree(tiny_full_run / "results", workdir / "results")
+    config = [
+        # The copy has none of Snakemake's records of the parameters its files were made with
+        # (which name the fixture's own folder), so say that the prediction pass must rerun,
+        # now with features.
+        "--forcerun",
+        "results/full/predictions/group_0",
+        "--configfile",
+        str(TINY_CONFIG),
+        "--config",
+        "representations={enabled: true}",
+        "explorer={active_learning: true}",
+    ]
+    plan = run_snakemake(workdir, "full", "-n", "--quiet", "rules", *config).stdout
+    assert "explorer" in plan and "\ntrain " not in plan, plan
+    run_snakemake(workdir, "full", *config)
+    site = workdir / "results" / "explorer"
+    data = read_explorer_data(site)
+    assert data["neighbours"] is not None and len(data["rounds"]) == 2  # 2 strategies, round 0
+    seen = browse(site, tmp_path / "explorer.png")
+    assert "neighbour" in seen and seen["acquired"] == 8
+    keep_artefact(tmp_path / "explorer.png", tmp_path_factory, capsys)
