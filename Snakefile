@@ -34,6 +34,7 @@ include: "rules/representations.smk"
 include: "rules/evaluate.smk"
 include: "rules/finetune.smk"
 include: "rules/active_learning.smk"
+include: "rules/explorer.smk"
 
 
 rule all:

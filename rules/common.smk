@@ -395,7 +395,8 @@ def campaign_rounds_ready():
     return ready
 
 
-def al_runs():
+def al_rounds():
+    """The round numbers the study runs: all of them, or a campaign's rounds so far."""
     settings = config["active_learning"]
     if settings["oracle"] == "campaign":
         if len(settings["strategies"]) != 1 or len(settings["seeds"]) != 1:
@@ -403,9 +404,13 @@ def al_runs():
                 "a campaign runs one strategy and one seed: set active_learning.strategies "
                 "and active_learning.seeds to one value each"
             )
-        rounds = range(min(campaign_rounds_ready() + 1, settings["rounds"]))
-    else:
-        rounds = range(settings["rounds"])
+        return range(min(campaign_rounds_ready() + 1, settings["rounds"]))
+    return range(settings["rounds"])
+
+
+def al_runs():
+    settings = config["active_learning"]
+    rounds = al_rounds()
     return [
         f"al/{strategy}/seed_{seed}/round_{r}"
         for strategy in settings["strategies"]
@@ -429,3 +434,41 @@ def al_products():
     # The report shows the study's final model: the last round of its first strategy and seed.
     final = f"al/{FIRST_STRATEGY}/seed_{settings['seeds'][0]}/round_{settings['rounds'] - 1}"
     return products + run_products(final)
+
+
+def explorer_products():
+    """The browsable site of the supervised run (explorer.enabled), built with `full`."""
+    return ["results/explorer/index.html"] if config["explorer"]["enabled"] else []
+
+
+def explorer_representations():
+    """The compressed representations the explorer's neighbours come from, when written."""
+    if not wants_representations("full"):
+        return []
+    return expand("results/full/representations/{split}_pca.parquet", split=SPLITS)
+
+
+def explorer_rounds():
+    """The active-learning rounds the explorer shows (explorer.active_learning), as records:
+    every round that acquired (a study's last round only trains). None when the default target
+    runs no study (predict.model): the explorer never asks for trainings of its own."""
+    settings = config["active_learning"]
+    if not config["explorer"]["active_learning"] or PREDICTION_MODEL:
+        return []
+    rounds = list(al_rounds())
+    if settings["oracle"] != "campaign":
+        rounds = rounds[:-1]
+    return [
+        {"strategy": strategy, "seed": seed, "round": r}
+        for strategy in settings["strategies"]
+        for seed in settings["seeds"]
+        for r in rounds
+    ]
+
+
+def explorer_round_files(name):
+    """Each of explorer_rounds()' `name` file (acquired.csv, scores.csv), in the same order."""
+    return [
+        f"results/al/{r['strategy']}/seed_{r['seed']}/round_{r['round']}/{name}"
+        for r in explorer_rounds()
+    ]

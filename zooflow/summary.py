@@ -126,12 +126,16 @@ def _supervised_lines(results: Path) -> list[str]:
         ),
         f"RMSE {rmse:.3f}" if _finite(rmse) else "RMSE n/a",
     ]
-    return [
+    lines = [
         f"  Supervised run (results/full, {summary.get('n_galaxies', '?')} test galaxies): "
         + ", ".join(figures),
         "  Tables: results/full/evaluation/; figures: results/full/figures/; posteriors: "
         "results/full/{split}_posteriors.parquet",
     ]
+    explorer = results / "explorer" / "index.html"
+    if explorer.exists():
+        lines.append(f"  Explorer: open {explorer} in a browser (a file, no server)")
+    return lines
 
 
 def _campaign_lines(campaign_dir: Path) -> list[str]:
