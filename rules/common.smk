@@ -78,6 +78,10 @@ def tree_file():
     return builtin if tree in BUILTIN_TREES else tree
 
 
+# That tree with schema.question_suffix written in, by resolve_tree; what every step reads.
+TREE = f"{DATA}/tree.yaml"
+
+
 PRETRAINED_FEATURES = "results/pretrain/features.weights.h5"
 
 
@@ -119,6 +123,10 @@ def pretrain_training():
     settings = {k: v for k, v in config["train"].items() if k != "seed"}
     overrides = _overrides(config["pretrain"]["train"], settings, "pretrain.train keys")
     return {**settings, **overrides}
+
+
+# finetune.tree, the new question(s), resolved with the same suffix by resolve_finetune_tree.
+FINETUNE_TREE = "results/finetune/tree.yaml"
 
 
 def finetune_tree():
