@@ -102,10 +102,11 @@ rule learning_curves:
         ),
         histories=lambda wildcards: expand("results/{run}/history.csv", run=al_runs()),
         labelled=lambda wildcards: expand("results/{run}/labelled.csv", run=al_runs()),
+        # Every round acquires but the last.
         acquired=lambda wildcards: [
-            f"results/{run}/acquired.csv"
-            for run in al_runs()
-            if not run.endswith(f"round_{config['active_learning']['rounds'] - 1}")
+            f"{record['folder']}/acquired.csv"
+            for record in al_rounds()
+            if record["round"] != config["active_learning"]["rounds"] - 1
         ],
         catalogue=f"{DATA}/catalogue.parquet",
         tree=TREE,
@@ -156,7 +157,8 @@ rule learning_curves:
     conda:
         "../envs/report.yaml"
     params:
-        runs=lambda wildcards: [f"results/{run}" for run in al_runs()],
+        # The rounds as records (strategy, seed, round, folder), not paths to parse.
+        runs=lambda wildcards: al_rounds(),
         baseline=config["active_learning"]["baseline"],
     script:
         "../scripts/learning_curves.py"

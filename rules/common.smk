@@ -344,9 +344,14 @@ def network_gpus(wildcards):
     return 0 if frozen_round(wildcards) else 1
 
 
+def al_run(strategy, seed, round_):
+    """The run name of one active-learning round: its folder under results/ and logs/."""
+    return f"al/{strategy}/seed_{seed}/round_{round_}"
+
+
 def round_dir(wildcards, round_offset=0):
     r = int(wildcards.round) + round_offset
-    return f"results/al/{wildcards.strategy}/seed_{wildcards.seed}/round_{r}"
+    return f"results/{al_run(wildcards.strategy, wildcards.seed, r)}"
 
 
 def published(round_):
@@ -403,7 +408,10 @@ def campaign_rounds_ready():
     return ready
 
 
-def al_runs():
+def al_rounds():
+    """The study's table of runs: one record per active-learning round to run (strategy, seed,
+    round, and the run's name and folder), so that nothing downstream parses them out of paths.
+    A campaign runs the rounds whose votes are in, and the next."""
     settings = config["active_learning"]
     if settings["oracle"] == "campaign":
         if len(settings["strategies"]) != 1 or len(settings["seeds"]) != 1:
@@ -415,11 +423,22 @@ def al_runs():
     else:
         rounds = range(settings["rounds"])
     return [
-        f"al/{strategy}/seed_{seed}/round_{r}"
+        {
+            "run": al_run(strategy, seed, r),
+            "folder": f"results/{al_run(strategy, seed, r)}",
+            "strategy": strategy,
+            "seed": seed,
+            "round": r,
+        }
         for strategy in settings["strategies"]
         for seed in settings["seeds"]
         for r in rounds
     ]
+
+
+def al_runs():
+    """The names of the rounds al_rounds() lists."""
+    return [record["run"] for record in al_rounds()]
 
 
 def al_products():
@@ -433,7 +452,7 @@ def al_products():
     products = ["results/al/learning_curves.csv", "results/al/labels_saved.json"]
     for strategy in settings["strategies"]:
         for seed in settings["seeds"]:
-            products.append(f"results/al/{strategy}/seed_{seed}/round_0/gallery.png")
+            products.append(f"results/{al_run(strategy, seed, 0)}/gallery.png")
     # The report shows the study's final model: the last round of its first strategy and seed.
-    final = f"al/{FIRST_STRATEGY}/seed_{settings['seeds'][0]}/round_{settings['rounds'] - 1}"
+    final = al_run(FIRST_STRATEGY, settings["seeds"][0], settings["rounds"] - 1)
     return products + run_products(final)
