@@ -22,6 +22,7 @@ check_settings(config)
 
 
 include: "rules/common.smk"
+include: "rules/tree.smk"
 include: "rules/simulate.smk"
 include: "rules/ingest.smk"
 include: "rules/preprocess.smk"

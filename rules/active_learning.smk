@@ -2,7 +2,7 @@ rule start_rounds:
     input:
         splits=f"{DATA}/splits.csv",
         catalogue=f"{DATA}/catalogue.parquet",
-        tree=tree_file(),
+        tree=TREE,
         library=library("start_rounds"),
     output:
         labelled=f"{AL}/round_0/labelled.csv",
@@ -13,7 +13,6 @@ rule start_rounds:
         "../envs/data.yaml"
     params:
         oracle=config["active_learning"]["oracle"],
-        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/start_rounds.py"
 
@@ -23,7 +22,7 @@ rule acquire:
         predictions=f"{AL}/round_{{round}}/pool_predictions.h5",
         unlabelled=f"{AL}/round_{{round}}/unlabelled.csv",
         catalogue=f"{DATA}/catalogue.parquet",
-        tree=tree_file(),
+        tree=TREE,
         library=library("acquire"),
     output:
         scores=f"{AL}/round_{{round}}/scores.csv",
@@ -45,7 +44,6 @@ rule acquire:
         draws_per_sample=config["active_learning"]["draws_per_sample"],
         epig_targets=config["active_learning"]["epig_targets"],
         seed=lambda wildcards: int(wildcards.seed) * 1000 + int(wildcards.round),
-        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/acquire.py"
 
@@ -55,7 +53,7 @@ rule reveal:
         unpack(oracle_inputs),
         labelled=lambda wildcards: f"{round_dir(wildcards, -1)}/labelled.csv",
         unlabelled=lambda wildcards: f"{round_dir(wildcards, -1)}/unlabelled.csv",
-        tree=tree_file(),
+        tree=TREE,
         library=library("reveal"),
     output:
         labelled=f"{AL}/round_{{round}}/labelled.csv",
@@ -70,7 +68,6 @@ rule reveal:
         "../envs/data.yaml"
     params:
         oracle=config["active_learning"]["oracle"],
-        question_suffix=verbatim(config["schema"]["question_suffix"]),
         tree_tolerance=config["ingest"]["tree_tolerance"],
         tree_tolerance_votes=config["ingest"]["tree_tolerance_votes"],
         max_rejected_fraction=config["ingest"]["max_rejected_fraction"],
@@ -105,13 +102,14 @@ rule learning_curves:
         ),
         histories=lambda wildcards: expand("results/{run}/history.csv", run=al_runs()),
         labelled=lambda wildcards: expand("results/{run}/labelled.csv", run=al_runs()),
+        # Every round acquires but the last.
         acquired=lambda wildcards: [
-            f"results/{run}/acquired.csv"
-            for run in al_runs()
-            if not run.endswith(f"round_{config['active_learning']['rounds'] - 1}")
+            f"{record['folder']}/acquired.csv"
+            for record in al_rounds()
+            if record["round"] != config["active_learning"]["rounds"] - 1
         ],
         catalogue=f"{DATA}/catalogue.parquet",
-        tree=tree_file(),
+        tree=TREE,
         library=library("learning_curves"),
     output:
         curves="results/al/learning_curves.csv",
@@ -159,9 +157,9 @@ rule learning_curves:
     conda:
         "../envs/report.yaml"
     params:
-        runs=lambda wildcards: [f"results/{run}" for run in al_runs()],
+        # The rounds as records (strategy, seed, round, folder), not paths to parse.
+        runs=lambda wildcards: al_rounds(),
         baseline=config["active_learning"]["baseline"],
-        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/learning_curves.py"
 

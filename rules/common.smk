@@ -78,6 +78,10 @@ def tree_file():
     return builtin if tree in BUILTIN_TREES else tree
 
 
+# That tree with schema.question_suffix written in, by resolve_tree; what every step reads.
+TREE = f"{DATA}/tree.yaml"
+
+
 PRETRAINED_FEATURES = "results/pretrain/features.weights.h5"
 
 
@@ -119,6 +123,10 @@ def pretrain_training():
     settings = {k: v for k, v in config["train"].items() if k != "seed"}
     overrides = _overrides(config["pretrain"]["train"], settings, "pretrain.train keys")
     return {**settings, **overrides}
+
+
+# finetune.tree, the new question(s), resolved with the same suffix by resolve_finetune_tree.
+FINETUNE_TREE = "results/finetune/tree.yaml"
 
 
 def finetune_tree():
@@ -336,9 +344,14 @@ def network_gpus(wildcards):
     return 0 if frozen_round(wildcards) else 1
 
 
+def al_run(strategy, seed, round_):
+    """The run name of one active-learning round: its folder under results/ and logs/."""
+    return f"al/{strategy}/seed_{seed}/round_{round_}"
+
+
 def round_dir(wildcards, round_offset=0):
     r = int(wildcards.round) + round_offset
-    return f"results/al/{wildcards.strategy}/seed_{wildcards.seed}/round_{r}"
+    return f"results/{al_run(wildcards.strategy, wildcards.seed, r)}"
 
 
 def published(round_):
@@ -396,7 +409,9 @@ def campaign_rounds_ready():
 
 
 def al_rounds():
-    """The round numbers the study runs: all of them, or a campaign's rounds so far."""
+    """The study's table of runs: one record per active-learning round to run (strategy, seed,
+    round, and the run's name and folder), so that nothing downstream parses them out of paths.
+    A campaign runs the rounds whose votes are in, and the next."""
     settings = config["active_learning"]
     if settings["oracle"] == "campaign":
         if len(settings["strategies"]) != 1 or len(settings["seeds"]) != 1:
@@ -404,19 +419,26 @@ def al_rounds():
                 "a campaign runs one strategy and one seed: set active_learning.strategies "
                 "and active_learning.seeds to one value each"
             )
-        return range(min(campaign_rounds_ready() + 1, settings["rounds"]))
-    return range(settings["rounds"])
-
-
-def al_runs():
-    settings = config["active_learning"]
-    rounds = al_rounds()
+        rounds = range(min(campaign_rounds_ready() + 1, settings["rounds"]))
+    else:
+        rounds = range(settings["rounds"])
     return [
-        f"al/{strategy}/seed_{seed}/round_{r}"
+        {
+            "run": al_run(strategy, seed, r),
+            "folder": f"results/{al_run(strategy, seed, r)}",
+            "strategy": strategy,
+            "seed": seed,
+            "round": r,
+        }
         for strategy in settings["strategies"]
         for seed in settings["seeds"]
         for r in rounds
     ]
+
+
+def al_runs():
+    """The names of the rounds al_rounds() lists."""
+    return [record["run"] for record in al_rounds()]
 
 
 def al_products():
@@ -430,9 +452,9 @@ def al_products():
     products = ["results/al/learning_curves.csv", "results/al/labels_saved.json"]
     for strategy in settings["strategies"]:
         for seed in settings["seeds"]:
-            products.append(f"results/al/{strategy}/seed_{seed}/round_0/gallery.png")
+            products.append(f"results/{al_run(strategy, seed, 0)}/gallery.png")
     # The report shows the study's final model: the last round of its first strategy and seed.
-    final = f"al/{FIRST_STRATEGY}/seed_{settings['seeds'][0]}/round_{settings['rounds'] - 1}"
+    final = al_run(FIRST_STRATEGY, settings["seeds"][0], settings["rounds"] - 1)
     return products + run_products(final)
 
 
@@ -449,26 +471,19 @@ def explorer_representations():
 
 
 def explorer_rounds():
-    """The active-learning rounds the explorer shows (explorer.active_learning), as records:
-    every round that acquired (a study's last round only trains). None when the default target
-    runs no study (predict.model): the explorer never asks for trainings of its own."""
+    """The active-learning rounds the explorer shows (explorer.active_learning): records of
+    al_rounds() for every round that acquired (a study's last round only trains). None when the
+    default target runs no study (predict.model): the explorer never asks for trainings of its
+    own."""
     settings = config["active_learning"]
     if not config["explorer"]["active_learning"] or PREDICTION_MODEL:
         return []
-    rounds = list(al_rounds())
+    records = al_rounds()
     if settings["oracle"] != "campaign":
-        rounds = rounds[:-1]
-    return [
-        {"strategy": strategy, "seed": seed, "round": r}
-        for strategy in settings["strategies"]
-        for seed in settings["seeds"]
-        for r in rounds
-    ]
+        records = [r for r in records if r["round"] < settings["rounds"] - 1]
+    return records
 
 
 def explorer_round_files(name):
     """Each of explorer_rounds()' `name` file (acquired.csv, scores.csv), in the same order."""
-    return [
-        f"results/al/{r['strategy']}/seed_{r['seed']}/round_{r['round']}/{name}"
-        for r in explorer_rounds()
-    ]
+    return [f"{r['folder']}/{name}" for r in explorer_rounds()]

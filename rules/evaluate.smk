@@ -4,7 +4,7 @@ rule evaluate:
         truth=truth_table(),
         # The run's training set, for the training-mean baseline every model must beat.
         labelled="results/{run}/labelled.csv",
-        tree=tree_file(),
+        tree=TREE,
         library=library("evaluate"),
     output:
         regression="results/{run}/evaluation/regression.csv",
@@ -25,7 +25,6 @@ rule evaluate:
         confident_threshold=config["evaluate"]["confident_threshold"],
         binomial_answer=config["train"]["binomial_answer"],
         seed=config["seed"],
-        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/evaluate.py"
 
@@ -38,7 +37,7 @@ rule plot_run:
         history="results/{run}/history.csv",
         summary="results/{run}/evaluation/summary.json",
         images=f"{DATA}/images.h5",
-        tree=tree_file(),
+        tree=TREE,
         library=library("plot_run"),
     output:
         coverage=report(
@@ -81,7 +80,6 @@ rule plot_run:
     params:
         binomial_answer=config["train"]["binomial_answer"],
         seed=config["seed"],
-        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/plot_run.py"
 

@@ -9,7 +9,7 @@ rule explorer:
         representations=explorer_representations(),
         acquired=explorer_round_files("acquired.csv"),
         scores=explorer_round_files("scores.csv"),
-        tree=tree_file(),
+        tree=TREE,
         library=library("explorer"),
     output:
         index="results/explorer/index.html",
@@ -29,6 +29,5 @@ rule explorer:
         rounds=explorer_rounds(),
         neighbours=config["explorer"]["neighbours"],
         thumbnail_size=config["explorer"]["thumbnail_size"],
-        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/explorer.py"

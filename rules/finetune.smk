@@ -2,12 +2,29 @@
 # (`snakemake finetune`): see zooflow.finetune.
 
 
+# The new tree with the main tree's question suffix, as rule resolve_tree writes that one.
+rule resolve_finetune_tree:
+    input:
+        tree=lambda wildcards: finetune_tree(),
+        library=library("resolve_tree"),
+    output:
+        tree=FINETUNE_TREE,
+    log:
+        "logs/finetune/resolve_tree.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        question_suffix=verbatim(config["schema"]["question_suffix"]),
+    script:
+        "../scripts/resolve_tree.py"
+
+
 # The new tree's votes, checked row by row as the main catalogue is, from the same source.
 rule finetune_catalogue:
     input:
         catalogue=catalogue_source(),
         images=images_source(),
-        tree=lambda wildcards: finetune_tree(),
+        tree=FINETUNE_TREE,
         library=library("ingest"),
     output:
         clean="results/finetune/catalogue.parquet",
@@ -21,7 +38,6 @@ rule finetune_catalogue:
         mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=lambda wildcards, attempt: 30 * attempt,
     params:
-        question_suffix=verbatim(config["schema"]["question_suffix"]),
         id_column=verbatim(config["data"]["id_column"]),
         file_column=verbatim(config["data"]["file_column"]),
         file_template=verbatim(config["data"]["file_template"]),
@@ -40,8 +56,8 @@ rule finetune:
         shards=[shards(split) for split in SPLITS],
         catalogue="results/finetune/catalogue.parquet",
         splits=f"{DATA}/splits.csv",
-        tree=lambda wildcards: finetune_tree(),
-        shard_tree=tree_file(),
+        tree=FINETUNE_TREE,
+        shard_tree=TREE,
         library=library("finetune"),
     output:
         model="results/finetune/model.keras",
@@ -64,6 +80,5 @@ rule finetune:
         seed=config["seed"],
         passes=config["predict"]["passes"],
         min_votes=config["evaluate"]["min_votes"],
-        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/finetune.py"

@@ -2,7 +2,7 @@ rule ingest:
     input:
         catalogue=catalogue_source(),
         images=images_source(),
-        tree=tree_file(),
+        tree=TREE,
         library=library("ingest"),
     output:
         clean=f"{DATA}/catalogue.parquet",
@@ -20,7 +20,6 @@ rule ingest:
         mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=lambda wildcards, attempt: 30 * attempt,
     params:
-        question_suffix=verbatim(config["schema"]["question_suffix"]),
         id_column=verbatim(config["data"]["id_column"]),
         file_column=verbatim(config["data"]["file_column"]),
         file_template=verbatim(config["data"]["file_template"]),

@@ -2,7 +2,7 @@ rule predict:
     input:
         unpack(prediction_inputs),
         model=model_file,
-        tree=tree_file(),
+        tree=TREE,
         library=library("predict"),
     output:
         predictions=temp(directory("results/{run}/predictions/group_{group}")),
@@ -24,7 +24,6 @@ rule predict:
         batch_size=config["predict"]["batch_size"],
         shard_groups=config["predict"]["shard_groups"],
         seed=run_seed,
-        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/predict.py"
 
@@ -34,7 +33,7 @@ rule predict:
 rule calibrate:
     input:
         parts=prediction_groups,
-        tree=tree_file(),
+        tree=TREE,
         library=library("calibrate"),
     output:
         calibration="results/{run}/calibration.json",
@@ -49,7 +48,6 @@ rule calibrate:
         enabled=config["predict"]["calibrate"],
         min_votes=config["evaluate"]["min_votes"],
         seed=config["seed"],
-        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/calibrate.py"
 
@@ -58,7 +56,7 @@ rule gather_predictions:
     input:
         parts=prediction_groups,
         calibration=calibration_file,
-        tree=tree_file(),
+        tree=TREE,
         library=library("gather_predictions"),
     output:
         predictions="results/{run}/{split}_predictions.h5",
@@ -75,7 +73,6 @@ rule gather_predictions:
     params:
         binomial_answer=config["train"]["binomial_answer"],
         seed=config["seed"],
-        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/gather_predictions.py"
 
@@ -84,7 +81,7 @@ rule gather_predictions:
 rule release_tables:
     input:
         predictions="results/{run}/{split}_predictions.h5",
-        tree=tree_file(),
+        tree=TREE,
         library=library("release_tables"),
     output:
         friendly="results/{run}/release/{split}_friendly.parquet",
@@ -99,8 +96,6 @@ rule release_tables:
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=lambda wildcards, attempt: 30 * attempt,
-    params:
-        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/release_tables.py"
 
@@ -111,7 +106,7 @@ rule release_catalogue:
         predictions=expand(
             f"results/{PREDICTIONS}/{{split}}_predictions.h5", split=SPLITS
         ),
-        tree=tree_file(),
+        tree=TREE,
         library=library("release_tables"),
     output:
         friendly=f"results/{PREDICTIONS}/release/catalogue_friendly.parquet",
@@ -126,7 +121,5 @@ rule release_catalogue:
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=lambda wildcards, attempt: 30 * attempt,
-    params:
-        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/release_tables.py"

@@ -1,7 +1,7 @@
 # Features every training starts from, trained on a separate mock survey (pretrain.enabled).
 rule pretrain:
     input:
-        tree=tree_file(),
+        tree=TREE,
         library=library("pretrain"),
     output:
         features=PRETRAINED_FEATURES,
@@ -26,6 +26,5 @@ rule pretrain:
         train=pretrain_training(),
         passes=config["predict"]["passes"],
         examples_per_shard=config["shards"]["examples_per_shard"],
-        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/pretrain.py"

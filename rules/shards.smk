@@ -3,7 +3,7 @@ rule shards:
         images=f"{DATA}/images.h5",
         catalogue=f"{DATA}/catalogue.parquet",
         splits=f"{DATA}/splits.csv",
-        tree=tree_file(),
+        tree=TREE,
         library=library("shards"),
     output:
         test=directory(shards("test")),
@@ -21,7 +21,6 @@ rule shards:
         mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=lambda wildcards, attempt: 30 * attempt,
     params:
-        question_suffix=verbatim(config["schema"]["question_suffix"]),
         examples_per_shard=config["shards"]["examples_per_shard"],
     script:
         "../scripts/shards.py"

@@ -1,6 +1,6 @@
 rule simulate:
     input:
-        tree=tree_file(),
+        tree=TREE,
         library=library("simulate"),
     output:
         images=directory(f"{DATA}/mock/images"),
@@ -19,6 +19,5 @@ rule simulate:
     params:
         mock=config["mock"],
         seed=config["seed"],
-        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/simulate.py"

@@ -2,7 +2,7 @@ rule full_training_set:
     input:
         splits=f"{DATA}/splits.csv",
         catalogue=f"{DATA}/catalogue.parquet",
-        tree=tree_file(),
+        tree=TREE,
         library=library("full_training_set"),
     output:
         labelled="results/full/labelled.csv",
@@ -12,7 +12,6 @@ rule full_training_set:
         "../envs/data.yaml"
     params:
         splits=["initial", "pool"],
-        question_suffix=verbatim(config["schema"]["question_suffix"]),
     script:
         "../scripts/full_training_set.py"
 
@@ -25,7 +24,7 @@ rule train:
         warm_start=warm_start_model,
         # A pretrained trunk is an input, so replacing the file retrains what started from it.
         pretrained=pretrained_weights(),
-        tree=tree_file(),
+        tree=TREE,
         library=library("train"),
     output:
         model="results/{run}/model.keras",
@@ -45,7 +44,6 @@ rule train:
     params:
         train=training_settings,
         seed=run_seed,
-        question_suffix=verbatim(config["schema"]["question_suffix"]),
         # What a killed training resumes from; not an output, so Snakemake leaves it in place.
         state_dir=lambda wildcards: f"results/{wildcards.run}/train_state",
     script:

@@ -11,7 +11,7 @@ if __name__ == "__main__":
             snakemake.input.predictions,
             snakemake.input.unlabelled,
             snakemake.input.catalogue,
-            load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+            load_schema(snakemake.input.tree),
             strategy=snakemake.wildcards.strategy,
             n_acquire=snakemake.params.n_acquire,
             scores_out=snakemake.output.scores,

@@ -12,7 +12,7 @@ if __name__ == "__main__":
         calibrate_run(
             [Path(group) / "val.h5" for group in snakemake.input.parts],
             snakemake.output.calibration,
-            load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+            load_schema(snakemake.input.tree),
             enabled=snakemake.params.enabled,
             min_votes=snakemake.params.min_votes,
             seed=snakemake.params.seed,

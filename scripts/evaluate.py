@@ -9,7 +9,7 @@ if __name__ == "__main__":
     with log_to(snakemake.log[0]):
         evaluate_predictions(
             snakemake.input.predictions,
-            load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+            load_schema(snakemake.input.tree),
             snakemake.output,
             truth_path=snakemake.input.truth or None,
             labelled_path=snakemake.input.labelled,

@@ -15,13 +15,19 @@ if __name__ == "__main__":
             dict(zip(splits, snakemake.input.posteriors, strict=True)),
             snakemake.input.images,
             snakemake.input.catalogue,
-            load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+            load_schema(snakemake.input.tree),
             Path(snakemake.output.index).parent,
             representations=(
                 dict(zip(splits, representations, strict=True)) if representations else None
             ),
             rounds=[
-                Round(**record, acquired=acquired, scores=scores)
+                Round(
+                    record["strategy"],
+                    record["seed"],
+                    record["round"],
+                    acquired=acquired,
+                    scores=scores,
+                )
                 for record, acquired, scores in zip(
                     snakemake.params.rounds,
                     snakemake.input.acquired,

@@ -11,7 +11,6 @@ if __name__ == "__main__":
             shard_sources=snakemake.input.shards,
             shard_tree=snakemake.input.shard_tree,
             tree=snakemake.input.tree,
-            question_suffix=snakemake.params.question_suffix,
             catalogue=snakemake.input.catalogue,
             splits=snakemake.input.splits,
             settings=snakemake.params.settings,

@@ -10,7 +10,7 @@ if __name__ == "__main__":
         write_labelled_from_splits(
             snakemake.input.splits,
             snakemake.input.catalogue,
-            load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+            load_schema(snakemake.input.tree),
             snakemake.params.splits,
             snakemake.output.labelled,
         )

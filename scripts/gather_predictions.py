@@ -13,7 +13,7 @@ if __name__ == "__main__":
             [Path(group) / f"{snakemake.wildcards.split}.h5" for group in snakemake.input.parts],
             snakemake.output.predictions,
             snakemake.output.summary,
-            load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+            load_schema(snakemake.input.tree),
             binomial_answer=snakemake.params.binomial_answer,
             calibration_path=snakemake.input.calibration or None,
             seed=snakemake.params.seed,

@@ -11,7 +11,7 @@ if __name__ == "__main__":
         result = ingest_catalogue(
             snakemake.input.catalogue,
             snakemake.input.images,
-            load_schema(snakemake.input.tree, params.question_suffix),
+            load_schema(snakemake.input.tree),
             column_mapping=params.column_mapping or None,
             id_column=params.id_column,
             file_column=params.file_column,

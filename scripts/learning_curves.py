@@ -10,7 +10,7 @@ if __name__ == "__main__":
         summarise_rounds(
             snakemake.params.runs,
             snakemake.input.catalogue,
-            load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+            load_schema(snakemake.input.tree),
             snakemake.output,
             baseline=snakemake.params.baseline,
         )

@@ -14,7 +14,7 @@ if __name__ == "__main__":
             history_path=snakemake.input.history,
             summary_path=snakemake.input.summary,
             images_path=snakemake.input.images,
-            schema=load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+            schema=load_schema(snakemake.input.tree),
             out=snakemake.output,
             binomial_answer=snakemake.params.binomial_answer,
             seed=snakemake.params.seed,

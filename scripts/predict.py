@@ -12,7 +12,7 @@ if __name__ == "__main__":
         predict_splits(
             snakemake.input.model,
             {split: snakemake.input[f"shards_{split}"] for split in snakemake.params.splits},
-            load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+            load_schema(snakemake.input.tree),
             snakemake.output.predictions,
             ids={"pool": snakemake.input.waiting} if "waiting" in snakemake.input.keys() else None,
             passes=snakemake.params.passes,

@@ -16,7 +16,7 @@ if __name__ == "__main__":
         params = snakemake.params
         pretrain_features(
             Path(snakemake.output.features).parent,
-            load_schema(snakemake.input.tree, params.question_suffix),
+            load_schema(snakemake.input.tree),
             mock=MockSurveyConfig(**params.mock),
             seed=params.seed,
             image_size=params.image_size,

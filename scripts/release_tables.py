@@ -12,5 +12,5 @@ if __name__ == "__main__":
             snakemake.output.friendly,
             snakemake.output.advanced,
             snakemake.output.friendly_csv,
-            load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+            load_schema(snakemake.input.tree),
         )

@@ -8,7 +8,7 @@ from zooflow.schema import load_schema
 if __name__ == "__main__":
     with log_to(snakemake.log.main):
         params = snakemake.params
-        schema = load_schema(snakemake.input.tree, params.question_suffix)
+        schema = load_schema(snakemake.input.tree)
         previous = (snakemake.input.labelled, snakemake.input.unlabelled)
         outputs = (snakemake.output.labelled, snakemake.output.unlabelled)
         if params.oracle == "campaign":

@@ -14,7 +14,7 @@ if __name__ == "__main__":
             snakemake.input.catalogue,
             snakemake.input.splits,
             {split: snakemake.output[split] for split in SPLITS},
-            load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+            load_schema(snakemake.input.tree),
             examples_per_shard=snakemake.params.examples_per_shard,
             threads=snakemake.threads,
         )

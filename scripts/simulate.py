@@ -11,7 +11,7 @@ if __name__ == "__main__":
     with log_to(snakemake.log[0]):
         simulate_survey(
             out_dir=Path(snakemake.output.catalogue).parent,
-            schema=load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+            schema=load_schema(snakemake.input.tree),
             config=MockSurveyConfig(**snakemake.params.mock),
             seed=snakemake.params.seed,
             threads=snakemake.threads,

@@ -10,7 +10,7 @@ if __name__ == "__main__":
         start_rounds(
             snakemake.input.splits,
             snakemake.input.catalogue,
-            load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+            load_schema(snakemake.input.tree),
             snakemake.output.labelled,
             snakemake.output.unlabelled,
             oracle=snakemake.params.oracle,

@@ -16,7 +16,7 @@ if __name__ == "__main__":
             train_model(
                 snakemake.input.shards,
                 [snakemake.input.val],
-                load_schema(snakemake.input.tree, snakemake.params.question_suffix),
+                load_schema(snakemake.input.tree),
                 TrainingConfig(**snakemake.params.train),
                 model_path=snakemake.output.model,
                 history_path=snakemake.output.history,

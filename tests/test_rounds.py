@@ -412,10 +412,13 @@ def test_labels_saved_at_every_stopping_budget(tmp_path):
 
 
 def _round_folders(root, rmse):
-    """Round folders as the workflow writes them, seed 3, with the given RMSE per round."""
+    """Round folders as the workflow writes them, seed 3, with the given RMSE per round, and
+    the records of those rounds the workflow passes on."""
+    rounds = []
     for strategy, per_round in rmse.items():
         for r, value in enumerate(per_round):
             d = root / "al" / strategy / "seed_3" / f"round_{r}"
+            rounds.append({"strategy": strategy, "seed": 3, "round": r, "folder": str(d)})
             (d / "evaluation").mkdir(parents=True)
             (d / "evaluation" / "summary.json").write_text(
                 json.dumps({"rmse": value, "rmse_truth": 0.2, "coverage_error_at_0.2N_mean": 0.05})
@@ -429,7 +432,7 @@ def _round_folders(root, rmse):
             pd.DataFrame({"id_str": [f"g{i}" for i in range(10 + 5 * r)]}).to_csv(
                 d / "labelled.csv", index=False
             )
-    return sorted((root / "al").glob("*/seed_3/round_*"))
+    return rounds
 
 
 def test_learning_curves_read_each_rounds_folder(tmp_path):

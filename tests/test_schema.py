@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from zooflow.schema import SchemaError, load_schema
+from zooflow.schema import SchemaError, load_schema, write_resolved_tree
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +106,27 @@ def test_question_suffix_renames_columns_but_not_questions():
     assert suffixed.parent_column("bar") == "disk-edge-on-dr5_no"
 
 
+@pytest.mark.parametrize("tree", ["gz2", "decals_dr5"])
+@pytest.mark.parametrize("suffix", ["", "-dr5", "{year}"])
+def test_a_resolved_tree_is_the_same_schema_with_its_suffix_written_in(tmp_path, tree, suffix):
+    resolved = tmp_path / "tree.yaml"
+    expected = write_resolved_tree(tree, suffix, resolved)
+    schema = load_schema(resolved)
+    assert schema == expected == load_schema(tree, suffix)
+    assert schema.question_suffix == suffix and schema.label_cols == expected.label_cols
+    assert schema.external_columns == expected.external_columns
+    # A suffix given when loading still names the columns.
+    assert load_schema(resolved, "-dr8").label_cols[0] == "smooth-or-featured-dr8_smooth"
+
+
+def test_a_resolved_users_tree_keeps_the_name_its_file_gave_it(tmp_path):
+    tree = tmp_path / "bars.yaml"
+    tree.write_text("questions:\n  - {name: disk, answers: ['yes', 'no']}\n")
+    write_resolved_tree(tree, "-x", tmp_path / "tree.yaml")
+    schema = load_schema(tmp_path / "tree.yaml")
+    assert schema.name == "bars" and schema.label_cols == ["disk-x_yes", "disk-x_no"]
+
+
 def test_gz2_ships_the_hart16_public_table_mapping(gz2):
     mapping = gz2.external_mapping("hart16")
     assert len(mapping) == 30
@@ -138,6 +159,7 @@ def test_a_users_own_tree_loads_from_a_path(tmp_path):
         ("questions:\n  - {name: q, answers: ['a']}\n", "at least two answers"),
         ("nothing: here\n", "'questions' list"),
         ("questions:\n  - {name: q, answers: ['a', 'b']\n", r"broken.yaml, line 3: not valid YAML"),
+        ("question_suffix: 5\nquestions:\n  - {name: q, answers: ['a', 'b']}\n", "not a string"),
     ],
 )
 def test_broken_trees_are_refused_with_the_reason(tmp_path, body, message):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, TINY_CONFIG, copy_workflow, run_snakemake
+from conftest import REPO, TINY_CONFIG, copy_workflow, planned_updates, run_snakemake
 from zooflow.data import load_split
 from zooflow.schema import load_schema
 
@@ -98,6 +98,34 @@ def test_a_failed_step_says_why_once(tiny_data_run, tmp_path):
     assert result.returncode != 0
     assert output.count("10 of 80 catalogue rows rejected (12.5%)") == 1, output
     assert "row 0 (id_str 'mock_000000'): negative vote count -1 in bar_no" in output
+
+
+@pytest.mark.slow
+def test_a_changed_question_suffix_reaches_the_steps_through_the_resolved_tree_alone(
+    tiny_data_run, tmp_path
+):
+    """The suffix is written once, into results/data/tree.yaml: resolve_tree is the one step
+    whose params carry it, and every step that reads the tree follows the rewritten file."""
+    resolved = load_schema(tiny_data_run / "results" / "data" / "tree.yaml")
+    assert resolved == load_schema("decals_dr5") and resolved.question_suffix == ""
+    assert planned_updates(tiny_data_run, targets=("data",)) == []
+
+    planned = planned_updates(
+        tiny_data_run, config={"schema": {"question_suffix": "-dr5"}}, targets=("data",)
+    )
+    for product in ("tree.yaml", "mock/catalogue.csv", "catalogue.parquet", "shards/test"):
+        assert f"results/data/{product}" in planned, planned
+
+    suffixed = tmp_path / "suffixed.yaml"
+    suffixed.write_text('schema: {question_suffix: "-dr5"}\n')
+    plan = run_snakemake(
+        tiny_data_run, "-n", "data", "--configfile", str(TINY_CONFIG), str(suffixed)
+    ).stdout
+    assert "Rules with provenance triggered jobs: resolve_tree\n" in plan, plan
+    assert re.search(r"params have changed since last execution:\n\s+resolve_tree\n", plan), plan
+    for rule in ("simulate", "ingest", "shards"):
+        reason = re.search(rf"rule {rule}:\n.*?reason: ([^\n]*)", plan, re.DOTALL).group(1)
+        assert reason.startswith("Input files updated by another job") and "tree.yaml" in reason
 
 
 def test_the_default_config_is_valid_and_plans_the_data_stage(tmp_path):

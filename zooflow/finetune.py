@@ -320,7 +320,6 @@ def run_finetune(
     shard_sources: Sequence[str | Path],
     shard_tree: str | Path,
     tree: str | Path,
-    question_suffix: str,
     catalogue: str | Path,
     splits: str | Path,
     settings: dict,
@@ -331,13 +330,15 @@ def run_finetune(
 ) -> dict:
     """The workflow's fine-tuning: labels drawn from the training splits, validation on the
     val split, MC-dropout predictions and scores on the test split. ``outputs`` has ``model``,
-    ``history``, ``predictions`` and ``evaluation`` paths; returns the evaluation."""
+    ``history``, ``predictions`` and ``evaluation`` paths; returns the evaluation. ``tree`` (the
+    new question) and ``shard_tree`` (the shards' tree) are resolved trees that carry the
+    question suffix (``zooflow.schema.write_resolved_tree``)."""
     from zooflow.ids import read_csv_with_ids
     from zooflow.predict import predict_catalogue
     from zooflow.schema import load_schema
 
-    schema = load_schema(tree, question_suffix)
-    shard_schema = load_schema(shard_tree, question_suffix)
+    schema = load_schema(tree)
+    shard_schema = load_schema(shard_tree)
     config = FineTuneConfig(**settings)
     table = pd.read_parquet(catalogue)
     split_table = read_csv_with_ids(splits)

@@ -3,10 +3,15 @@
 A tree is a small YAML file: questions in order, each with its answers in order and the answer
 (``{question}_{answer}``) that leads to it. Everything downstream takes a :class:`Schema` rather
 than re-deriving column names from strings.
+
+The workflow resolves the tree once (:func:`write_resolved_tree`, ``results/data/tree.yaml``):
+the configured tree with its ``question_suffix:`` written in, so that every step loads the same
+schema from one file with ``load_schema(path)`` and a changed suffix reruns what it affects.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -18,6 +23,8 @@ import yaml
 from zooflow.trees import BUILTIN_TREES
 
 TOTAL_VOTES_SUFFIX = "_total-votes"
+
+log = logging.getLogger(__name__)
 
 
 class SchemaError(ValueError):
@@ -165,8 +172,12 @@ def _tree_source(name_or_path: str | Path) -> tuple[str, str]:
     return path.read_text(), str(path)
 
 
-def load_schema(name_or_path: str | Path, question_suffix: str = "") -> Schema:
-    """Load a built-in tree (``gz2``, ``decals_dr5``) or a user's YAML tree."""
+def load_schema(name_or_path: str | Path, question_suffix: str | None = None) -> Schema:
+    """Load a built-in tree (``gz2``, ``decals_dr5``) or a user's YAML tree.
+
+    The question suffix is ``question_suffix`` when given, else the file's own
+    ``question_suffix:`` key (a resolved tree has one, see :func:`write_resolved_tree`), else "".
+    """
     text, where = _tree_source(name_or_path)
     try:
         raw = yaml.safe_load(text)
@@ -204,9 +215,47 @@ def load_schema(name_or_path: str | Path, question_suffix: str = "") -> Schema:
         questions.append(Question(name, tuple(answers), parent, start))
         seen_answers.update(f"{name}_{a}" for a in answers)
         start += len(answers)
+    if question_suffix is None:
+        question_suffix = raw.get("question_suffix", "")
+        if not isinstance(question_suffix, str):
+            raise SchemaError(f"{where}: question_suffix {question_suffix!r} is not a string")
     return Schema(
         name=str(raw.get("name", Path(str(name_or_path)).stem)),
         questions=tuple(questions),
         question_suffix=question_suffix,
         external_columns=dict(raw.get("external_columns") or {}),
     )
+
+
+def write_resolved_tree(name_or_path: str | Path, question_suffix: str, out: str | Path) -> Schema:
+    """Check the tree ``name_or_path`` and write it to ``out`` with ``question_suffix`` in it:
+    ``load_schema(out)`` then gives the same schema (name, questions, suffix, column mappings)
+    as ``load_schema(name_or_path, question_suffix)``, which it returns."""
+    schema = load_schema(name_or_path, question_suffix)
+    resolved = {
+        "name": schema.name,
+        "question_suffix": schema.question_suffix,
+        "questions": [
+            {"name": q.name, "answers": list(q.answers)}
+            | ({} if q.parent is None else {"parent": q.parent})
+            for q in schema.questions
+        ],
+    }
+    if schema.external_columns:
+        resolved["external_columns"] = schema.external_columns
+    header = (
+        f"# The decision tree in use, resolved from {name_or_path} with its question suffix\n"
+        "# (written by the workflow: change schema.tree or schema.question_suffix, not this file).\n"
+    )
+    Path(out).write_text(
+        header
+        + yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True, default_flow_style=None)
+    )
+    log.info(
+        "tree %r: %d questions, %d answers, columns named like %r",
+        schema.name,
+        schema.n_questions,
+        schema.n_answers,
+        schema.label_cols[0],
+    )
+    return schema

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,10 @@ CURVE_METRICS = {
 }
 INTERVAL = 0.9
 N_BOOTSTRAP = 2000
-_ROUND_FOLDER = re.compile(r"al/([^/]+)/seed_(\d+)/round_(\d+)$")
+
+# One active-learning round as the workflow lists it (rules/common.smk, al_rounds()): its
+# ``strategy``, ``seed`` and ``round``, and the ``folder`` its results are in.
+Round = Mapping[str, Any]
 
 
 def metric_description(metric: str) -> str:
@@ -59,30 +62,23 @@ def _question_rmse(regression: pd.DataFrame, question: str) -> float:
     return float(np.sqrt((rows["n_galaxies"] * rows["rmse"] ** 2).sum() / rows["n_galaxies"].sum()))
 
 
-def _round_of(run_dir: Path) -> tuple[str, int, int]:
-    match = _ROUND_FOLDER.search(run_dir.as_posix())
-    if not match:
-        raise ValueError(f"{run_dir} is not an active-learning round folder")
-    return match.group(1), int(match.group(2)), int(match.group(3))
-
-
-def collect_learning_curves(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
+def collect_learning_curves(rounds: Sequence[Round]) -> pd.DataFrame:
     """One row per (strategy, seed, round) from each round's folder of results.
 
     Every question's RMSE (``rmse_{question}``, pooled over its answers) comes from the round's
     ``evaluation/questions.csv`` where there is one.
     """
     rows = []
-    for run_dir in map(Path, run_dirs):
-        strategy, seed, round_ = _round_of(run_dir)
+    for round_ in rounds:
+        run_dir = Path(round_["folder"])
         summary = json.loads((run_dir / "evaluation" / "summary.json").read_text())
         regression = pd.read_csv(run_dir / "evaluation" / "regression.csv")
         history = pd.read_csv(run_dir / "history.csv")
         n_labelled = len(pd.read_csv(run_dir / "labelled.csv", usecols=["id_str"]))
         row = {
-            "strategy": strategy,
-            "seed": seed,
-            "round": round_,
+            "strategy": round_["strategy"],
+            "seed": int(round_["seed"]),
+            "round": int(round_["round"]),
             "n_labelled": n_labelled,
             "rmse": summary["rmse"],
             "rmse_truth": summary.get("rmse_truth"),
@@ -320,7 +316,7 @@ def labels_saved_by_budget(curves: pd.DataFrame, *, baseline: str = "random") ->
 
 
 def acquisition_composition(
-    run_dirs: Sequence[str | Path], catalogue_path: str | Path, schema: Schema
+    rounds: Sequence[Round], catalogue_path: str | Path, schema: Schema
 ) -> pd.DataFrame:
     """Share of featured galaxies among each round's acquisitions and in its waiting pool.
 
@@ -335,18 +331,18 @@ def acquisition_composition(
     total = votes.sum(axis=1).replace(0, np.nan)
     featured = (votes[featured_col] / total) > 0.5
     rows = []
-    for run_dir in map(Path, run_dirs):
+    for round_ in rounds:
+        run_dir = Path(round_["folder"])
         acquired_path = run_dir / "acquired.csv"
         if not acquired_path.exists():
             continue
-        strategy, seed, round_ = _round_of(run_dir)
         acquired = read_csv_with_ids(acquired_path)["id_str"]
         waiting = read_csv_with_ids(run_dir / "unlabelled.csv")["id_str"]
         rows.append(
             {
-                "strategy": strategy,
-                "seed": seed,
-                "round": round_,
+                "strategy": round_["strategy"],
+                "seed": int(round_["seed"]),
+                "round": int(round_["round"]),
                 "acquired_featured_fraction": float(featured.loc[acquired].mean()),
                 "pool_featured_fraction": float(featured.loc[waiting].mean()),
                 "n_acquired": len(acquired),
@@ -360,7 +356,7 @@ def _percent(value) -> str:
 
 
 def summarise_rounds(
-    run_dirs: Sequence[str | Path],
+    rounds: Sequence[Round],
     catalogue_path: str | Path,
     schema: Schema,
     out,
@@ -376,7 +372,7 @@ def summarise_rounds(
     from zooflow.plots import plot_composition, plot_learning_curves, plot_savings_by_budget
     from zooflow.tables import labels_saved_table, write_table
 
-    curves = collect_learning_curves(run_dirs)
+    curves = collect_learning_curves(rounds)
     saved = labels_saved_by_strategy(curves, baseline=baseline)
     record: dict = saved
     if baseline not in set(curves["strategy"]):
@@ -387,7 +383,7 @@ def summarise_rounds(
         log.warning(record["note"])
     by_budget = labels_saved_by_budget(curves, baseline=baseline)
     by_budget.to_csv(out["by_budget"], index=False)
-    composition = acquisition_composition(run_dirs, catalogue_path, schema)
+    composition = acquisition_composition(rounds, catalogue_path, schema)
     curves.to_csv(out["curves"], index=False)
     composition.to_csv(out["composition"], index=False)
     write_json(out["saved"], record)  # a saving that is undefined (NaN) is written as null
