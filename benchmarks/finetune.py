@@ -13,7 +13,8 @@
    predictive (nats per galaxy) and the RMSE of the predicted vote fractions.
 
 Prints one row per number of labels: mean and spread over seeds of both scores for both
-trainings, and in how many seeds fine-tuning has the lower test loss.
+trainings, the RMSE of the constant prediction (the training galaxies' mean fractions), and in
+how many seeds fine-tuning has the lower test loss.
 
 Goal (representations issue, part 4): at 100 labels the fine-tuned network's test loss beats
 the network trained from scratch in all three seeds.
@@ -80,6 +81,21 @@ def prepare(root: Path, n_galaxies: int, survey_seed: int) -> None:
         raise SystemExit(f"snakemake failed:\n{result.stderr[-4000:]}")
 
 
+def baseline_rmse(train: pd.DataFrame, test: pd.DataFrame) -> float:
+    """RMSE on the test split of the constant prediction a model must beat: the training
+    galaxies' mean observed vote fractions."""
+    from zooflow.metrics import observed_fractions, question_rmse
+    from zooflow.schema import load_schema
+
+    schema = load_schema(NEW_TREE)
+    mean = np.nanmean(
+        observed_fractions(train[schema.label_cols].to_numpy(float), schema, MIN_VOTES), axis=0
+    )
+    observed = observed_fractions(test[schema.label_cols].to_numpy(float), schema, MIN_VOTES)
+    constant = np.broadcast_to(mean, observed.shape)
+    return question_rmse(constant, observed, schema)["merging"][0]
+
+
 def one_training(root: Path, *, labels: int, seed: int, from_scratch: bool) -> dict:
     import keras
 
@@ -123,6 +139,7 @@ def one_training(root: Path, *, labels: int, seed: int, from_scratch: bool) -> d
     )
     scores = evaluate_finetuned(predictions, schema, min_votes=MIN_VOTES)
     return {
+        "baseline_rmse": baseline_rmse(train, split_labels(catalogue, splits, schema, "test")),
         "labels": labels,
         "seed": seed,
         "training": "scratch" if from_scratch else "fine-tuned",
@@ -133,9 +150,14 @@ def one_training(root: Path, *, labels: int, seed: int, from_scratch: bool) -> d
 
 
 def report(results: pd.DataFrame) -> None:
-    print("labels | fine-tuned NLL | scratch NLL | fine-tuned RMSE | scratch RMSE | tuned wins")
+    print(
+        "labels | fine-tuned NLL | scratch NLL | fine-tuned RMSE | scratch RMSE | "
+        "training-mean RMSE | tuned wins"
+    )
     for labels, rows in results.groupby("labels"):
-        wide = rows.pivot(index="seed", columns="training", values=["test_nll", "rmse"])
+        wide = rows.pivot(
+            index="seed", columns="training", values=["test_nll", "rmse", "baseline_rmse"]
+        )
         wins = int((wide["test_nll"]["fine-tuned"] < wide["test_nll"]["scratch"]).sum())
 
         def spread(values) -> str:
@@ -146,7 +168,8 @@ def report(results: pd.DataFrame) -> None:
         print(
             f"{labels:>6} | {spread(wide['test_nll']['fine-tuned'])} | "
             f"{spread(wide['test_nll']['scratch'])} | {spread(wide['rmse']['fine-tuned'])} | "
-            f"{spread(wide['rmse']['scratch'])} | {wins}/{len(wide)}"
+            f"{spread(wide['rmse']['scratch'])} | "
+            f"{spread(wide['baseline_rmse']['scratch'])} | {wins}/{len(wide)}"
         )
     smallest = results["labels"].min()
     at_smallest = results[results["labels"] == smallest].pivot(
