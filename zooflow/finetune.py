@@ -34,7 +34,7 @@ import pandas as pd
 
 from zooflow.data import make_dataset, shard_files
 from zooflow.jsonfile import write_json
-from zooflow.modelcard import write_model_card
+from zooflow.modelcard import write_schema_card
 from zooflow.models import build_head, load_model, split_head_dropout, split_trunk_head
 from zooflow.schema import Schema
 
@@ -208,20 +208,22 @@ def finetune_network(
         schema.name,
         schema.n_answers,
     )
+
+    def on_images(learning_rate: float, epochs: int, phase: str) -> pd.DataFrame:
+        return _fit(
+            model,
+            images(train_labels, shuffle=True),
+            images(val_labels, shuffle=False),
+            loss=loss,
+            learning_rate=learning_rate,
+            epochs=epochs,
+            patience=config.patience,
+            phase=phase,
+        )
+
     phases = []
     if config.from_scratch:
-        phases.append(
-            _fit(
-                model,
-                images(train_labels, shuffle=True),
-                images(val_labels, shuffle=False),
-                loss=loss,
-                learning_rate=config.learning_rate,
-                epochs=config.epochs,
-                patience=config.patience,
-                phase="scratch",
-            )
-        )
+        phases.append(on_images(config.learning_rate, config.epochs, "scratch"))
     else:
         import tensorflow as tf
 
@@ -250,16 +252,7 @@ def finetune_network(
             for layer in layers[: max(len(layers) - config.unfreeze_layers, 0)]:
                 layer.trainable = False
             phases.append(
-                _fit(
-                    model,
-                    images(train_labels, shuffle=True),
-                    images(val_labels, shuffle=False),
-                    loss=loss,
-                    learning_rate=config.unfreeze_learning_rate,
-                    epochs=config.unfreeze_epochs,
-                    patience=config.patience,
-                    phase="unfrozen",
-                )
+                on_images(config.unfreeze_learning_rate, config.unfreeze_epochs, "unfrozen")
             )
             for layer in layers:
                 layer.trainable = True
@@ -282,13 +275,7 @@ def save_finetuned(
     model_path = Path(model_path)
     model_path.parent.mkdir(parents=True, exist_ok=True)
     model.save(model_path)
-    write_model_card(
-        model_path,
-        label_cols=schema.label_cols,
-        tree=schema.name,
-        question_suffix=schema.question_suffix,
-        head="dirichlet",
-    )
+    write_schema_card(model_path, schema, head="dirichlet")
     history.to_csv(history_path, index=False)
     write_json(
         model_path.parent / "finetune_config.json", {**asdict(config), "seed": seed, "base": base}

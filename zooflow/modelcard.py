@@ -77,6 +77,17 @@ def write_model_card(
         archive.writestr(CARD_NAME, json.dumps(card, indent=1))
 
 
+def write_schema_card(model_path: str | Path, schema, *, head: str) -> None:
+    """The card of a model trained on ``schema`` (a :class:`zooflow.schema.Schema`)."""
+    write_model_card(
+        model_path,
+        label_cols=schema.label_cols,
+        tree=schema.name,
+        question_suffix=schema.question_suffix,
+        head=head,
+    )
+
+
 def read_model_card(model_path: str | Path) -> ModelCard:
     """The card and Keras' input shape and output size of a ``.keras`` file."""
     model_path = Path(model_path)

@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from zooflow.data import make_dataset, manifest_path, read_labels, shard_files
 from zooflow.jsonfile import write_json
-from zooflow.modelcard import write_model_card
+from zooflow.modelcard import write_schema_card
 from zooflow.posteriors import HEADS
 from zooflow.runlog import epoch_line, training_outcome
 from zooflow.schema import Schema
@@ -364,13 +364,7 @@ def train_model(
         fitted.set_weights(keras.models.load_model(best_path, compile=False).get_weights())
         model.save(model_path)
     # What the model expects travels with it, for prediction-only runs (zooflow.modelcard).
-    write_model_card(
-        model_path,
-        label_cols=schema.label_cols,
-        tree=schema.name,
-        question_suffix=schema.question_suffix,
-        head=config.head,
-    )
+    write_schema_card(model_path, schema, head=config.head)
     history.to_csv(history_path, index=False)
     write_json(
         model_path.parent / "training_config.json",
