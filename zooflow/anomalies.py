@@ -3,8 +3,9 @@
 A galaxy is unusual when few galaxies lie near it in what the network learned. The score is the
 Euclidean distance from a galaxy's compressed representation (the run's ``{split}_pca.parquet``
 tables, see ``zooflow.representations``) to its ``k``-th nearest galaxy, the k-NN outlier
-score of Ramaswamy, Rastogi & Shim (2000); the galaxy itself does not count. Large means isolated. The ranking
-(``rank`` 1 = most unusual) is the list a volunteer team should look at first.
+score of Ramaswamy, Rastogi & Shim (2000); the galaxy itself does not count. Large means
+isolated. The ranking (``rank`` 1 = most unusual) is the list a volunteer team should look at
+first.
 
 Neighbours are searched among a reference set: every galaxy when the catalogue has at most
 ``reference_size`` galaxies (exact), otherwise a uniform sample of that size drawn with
@@ -26,44 +27,31 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from zooflow.ids import ID_COLUMN
+from zooflow.representations import count_rows, read_pca_blocks
 
 # Catalogue rows per block: a block's distances to the reference take about this many floats.
 BLOCK_ELEMENTS = 1 << 24
 COLUMNS = ["rank", ID_COLUMN, "outlier_score"]
 
 
-def _pca_blocks(paths: Iterable[Path], block: int) -> Iterable[tuple[np.ndarray, np.ndarray]]:
-    for path in paths:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=block):
-            frame = batch.to_pandas()
-            yield (
-                frame[ID_COLUMN].to_numpy(dtype=str),
-                frame.drop(columns=ID_COLUMN).to_numpy(dtype=np.float64),
-            )
-
-
-def _count_rows(paths: Iterable[Path]) -> int:
-    return sum(pq.ParquetFile(path).metadata.num_rows for path in paths)
-
-
 def _reference(
     paths: list[Path], n_total: int, reference_size: int, seed: int, block: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(catalogue row of each reference galaxy, their vectors): every row, or a uniform sample
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(catalogue row, id and vector of each reference galaxy): every row, or a uniform sample
     of ``reference_size`` rows."""
     if n_total <= reference_size:
         rows = np.arange(n_total)
     else:
         rows = np.sort(np.random.default_rng(seed).choice(n_total, reference_size, replace=False))
-    vectors, start = [], 0
-    for block_ids, block_vectors in _pca_blocks(paths, block):
-        inside = rows[(rows >= start) & (rows < start + len(block_ids))]
-        vectors.append(block_vectors[inside - start])
+    ids, vectors, start = [], [], 0
+    for block_ids, block_vectors in read_pca_blocks(paths, block):
+        inside = rows[(rows >= start) & (rows < start + len(block_ids))] - start
+        ids.append(block_ids[inside])
+        vectors.append(block_vectors[inside])
         start += len(block_ids)
-    return rows, np.concatenate(vectors)
+    return rows, np.concatenate(ids), np.concatenate(vectors)
 
 
 def outlier_scores(
@@ -81,7 +69,7 @@ def outlier_scores(
         raise ValueError(f"anomalies.k must be at least 1, got {k}")
     if reference_size < 2:
         raise ValueError(f"anomalies.reference_size must be at least 2, got {reference_size}")
-    n_total = _count_rows(paths)
+    n_total = count_rows(paths)
     if n_total <= k:
         raise ValueError(
             f"anomalies.k = {k} needs more than {k} galaxies; the catalogue has {n_total}"
@@ -91,10 +79,19 @@ def outlier_scores(
             f"anomalies.reference_size = {reference_size} must exceed anomalies.k = {k}"
         )
     block = block or max(1, BLOCK_ELEMENTS // min(n_total, reference_size))
-    reference_rows, reference = _reference(paths, n_total, reference_size, seed, block)
+    reference_rows, reference_ids, reference = _reference(
+        paths, n_total, reference_size, seed, block
+    )
     reference_norms = (reference**2).sum(axis=1)
+    if len(reference_rows) == n_total:  # the whole catalogue is in memory: no second read
+        blocks = (
+            (reference_ids[i : i + block], reference[i : i + block])
+            for i in range(0, n_total, block)
+        )
+    else:
+        blocks = read_pca_blocks(paths, block)
     ids_out, scores_out, start = [], [], 0
-    for ids, vectors in _pca_blocks(paths, block):
+    for ids, vectors in blocks:
         squared = (vectors**2).sum(axis=1)[:, None] + reference_norms[None, :]
         squared -= 2.0 * vectors @ reference.T
         # A galaxy of the reference is not its own neighbour.

@@ -35,7 +35,13 @@ import pandas as pd
 from zooflow.data import make_dataset, shard_files
 from zooflow.jsonfile import write_json
 from zooflow.modelcard import write_schema_card
-from zooflow.models import build_head, load_model, split_head_dropout, split_trunk_head
+from zooflow.models import (
+    build_head,
+    compose,
+    load_model,
+    split_head_dropout,
+    split_trunk_head,
+)
 from zooflow.schema import Schema
 
 log = logging.getLogger(__name__)
@@ -114,17 +120,8 @@ def _new_network(base: keras.Model, schema: Schema, from_scratch: bool, seed: in
     if from_scratch:
         trunk = keras.models.clone_model(trunk)  # same layers, new random weights
     head = build_head(int(trunk.output.shape[-1]), "dirichlet", schema.n_answers, rate, seed=seed)
-    images = keras.Input(tuple(trunk.input.shape[1:]), name="image")
-    model = keras.Model(images, head(trunk(images)), name="finetuned")
+    model = compose(trunk, head, tuple(trunk.input.shape[1:]), "finetuned")
     return model, trunk, head
-
-
-def _features(trunk, dataset) -> tuple[np.ndarray, np.ndarray]:
-    features, votes = [], []
-    for images, batch_votes in dataset:
-        features.append(trunk(images, training=False).numpy())
-        votes.append(batch_votes.numpy())
-    return np.concatenate(features), np.concatenate(votes)
 
 
 def _fit(model, train, val, *, loss, learning_rate, epochs, patience, phase: str) -> pd.DataFrame:
@@ -225,16 +222,14 @@ def finetune_network(
     if config.from_scratch:
         phases.append(on_images(config.learning_rate, config.epochs, "scratch"))
     else:
-        import tensorflow as tf
+        from zooflow.training import features_dataset
 
-        train_features = _features(trunk, images(train_labels, shuffle=False))
-        val_features = _features(trunk, images(val_labels, shuffle=False))
-        train = (
-            tf.data.Dataset.from_tensor_slices(train_features)
-            .shuffle(len(train_labels), seed=seed, reshuffle_each_iteration=True)
-            .batch(config.batch_size)
+        train = features_dataset(
+            trunk, images(train_labels, shuffle=False), config.batch_size, seed, shuffle=True
         )
-        val = tf.data.Dataset.from_tensor_slices(val_features).batch(config.batch_size)
+        val = features_dataset(
+            trunk, images(val_labels, shuffle=False), config.batch_size, seed, shuffle=False
+        )
         phases.append(
             _fit(
                 head,

@@ -297,7 +297,7 @@ def _build_trunk(
     return keras.Model(images, features(x), name="trunk")
 
 
-def _compose(
+def compose(
     trunk: keras.Model, head: keras.Model, input_shape: tuple[int, ...], name: str
 ) -> keras.Model:
     images = keras.Input(input_shape, name="image")
@@ -405,7 +405,7 @@ def build_w20_cnn(
     _load_local_weights(features, weights_path, shape, "w20_cnn")
     trunk = _build_trunk(shape, features, augment, seed, augmentation)
     head_model = build_head(128, head, n_answers, dropout_rate, seed)
-    return _compose(trunk, head_model, shape, "w20_cnn")
+    return compose(trunk, head_model, shape, "w20_cnn")
 
 
 def _load_local_weights(features: keras.Model, weights_path, shape, model: str) -> None:
@@ -464,7 +464,7 @@ def build_compact_cnn(
     _load_local_weights(features, weights_path, shape, "compact_cnn")
     trunk = _build_trunk(shape, features, augment, seed, augmentation)
     head_model = build_head(widths[-1], head, n_answers, dropout_rate, seed)
-    return _compose(trunk, head_model, shape, "compact_cnn")
+    return compose(trunk, head_model, shape, "compact_cnn")
 
 
 def build_efficientnet_b0(
@@ -506,7 +506,7 @@ def build_efficientnet_b0(
         ) from err
     trunk = _build_trunk(shape, features, augment, seed, augmentation)
     head_model = build_head(features.output_shape[-1], head, n_answers, dropout_rate, seed)
-    return _compose(trunk, head_model, shape, "efficientnet_b0")
+    return compose(trunk, head_model, shape, "efficientnet_b0")
 
 
 MODELS: dict[str, Callable[..., keras.Model]] = {

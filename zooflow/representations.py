@@ -144,7 +144,16 @@ def write_representations(
     return projection
 
 
-def _pca_blocks(paths: Iterable[str | Path], block: int) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+def count_rows(tables: Iterable[str | Path]) -> int:
+    """Galaxies in ``{split}_pca.parquet`` tables, from their metadata (nothing is read)."""
+    return sum(pq.ParquetFile(t).metadata.num_rows for t in tables)
+
+
+def read_pca_blocks(
+    paths: Iterable[str | Path], block: int
+) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    """(ids, compressed representations as float64) of ``{split}_pca.parquet`` tables, in
+    blocks of at most ``block`` galaxies, table after table."""
     for path in paths:
         table = pq.ParquetFile(path)
         for batch in table.iter_batches(batch_size=block):
@@ -176,14 +185,14 @@ def nearest_neighbours(
     queries = list(dict.fromkeys(str(q) for q in query_ids))
     if k < 1:
         raise ValueError(f"similar.k must be at least 1, got {k}")
-    n_galaxies = sum(pq.ParquetFile(t).metadata.num_rows for t in tables)
+    n_galaxies = count_rows(tables)
     if k >= n_galaxies:
         raise ValueError(
             f"similar.k = {k}, but the catalogue has {n_galaxies} galaxies: a galaxy has at "
             f"most {n_galaxies - 1} others to be near"
         )
     found: dict[str, np.ndarray] = {}
-    for ids, vectors in _pca_blocks(tables, block):
+    for ids, vectors in read_pca_blocks(tables, block):
         for row in np.flatnonzero(np.isin(ids, queries)):
             found[ids[row]] = vectors[row]
     missing = [q for q in queries if q not in found]
@@ -197,7 +206,7 @@ def nearest_neighbours(
     query_vectors = _unit(np.stack([found[q] for q in queries]))
     best_ids = np.empty((len(queries), 0), dtype=object)
     best_similarity = np.empty((len(queries), 0))
-    for ids, vectors in _pca_blocks(tables, block):
+    for ids, vectors in read_pca_blocks(tables, block):
         similarity = query_vectors @ _unit(vectors).T  # (queries, block)
         similarity[np.asarray(queries)[:, None] == ids[None, :]] = -np.inf  # not itself
         merged_ids = np.concatenate([best_ids, np.broadcast_to(ids, similarity.shape)], axis=1)

@@ -307,8 +307,8 @@ def train_model(
             from zooflow.models import split_trunk_head
 
             trunk, fitted = split_trunk_head(model)
-            train = _features_dataset(trunk, train, batch_size, seed, shuffle=True)
-            val = _features_dataset(trunk, val, batch_size, seed, shuffle=False)
+            train = features_dataset(trunk, train, batch_size, seed, shuffle=True)
+            val = features_dataset(trunk, val, batch_size, seed, shuffle=False)
             log.info("trunk frozen: training the head on its features, computed once")
         fitted.compile(
             optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
@@ -374,7 +374,7 @@ def train_model(
     return history
 
 
-def _features_dataset(trunk, dataset, batch_size: int, seed: int, *, shuffle: bool):
+def features_dataset(trunk, dataset, batch_size: int, seed: int, *, shuffle: bool):
     """(features, votes) batches: the frozen trunk run once over ``dataset``'s images (no
     augmentation), so each epoch costs only the head."""
     features, votes = [], []
