@@ -91,7 +91,7 @@ def main() -> None:
         )
         population = "all face-on disks" if featured else "random concentrations"
         print(
-            f"bald_dirichlet_multinomial ({population}): {args.dm_galaxies} galaxies x "
+            f"per-question Dirichlet-multinomial terms ({population}): {args.dm_galaxies} galaxies x "
             f"{args.tree} x T={args.samples}, expected votes {args.votes}: {seconds:.2f} s "
             f"(Monte Carlo above {DEFAULT_EXACT_OUTCOME_LIMIT} outcomes for: "
             f"{', '.join(monte_carlo) or 'none'})"

@@ -14,7 +14,6 @@ from zooflow.acquisition import (
     AcquisitionResult,
     acquire_scores,
     bald_binomial,
-    bald_dirichlet_multinomial,
     binomial_entropies,
     dirichlet_multinomial_entropies,
     expected_information_gain,
@@ -23,6 +22,7 @@ from zooflow.acquisition import (
     top_k,
     vote_compositions,
 )
+from zooflow.information import information_terms
 from zooflow.schema import load_schema
 
 LN2 = np.log(2.0)
@@ -194,7 +194,10 @@ def test_dirichlet_mi_is_non_negative_and_bounded():
     rng = np.random.default_rng(7)
     alpha = random_concentrations(rng, 30, schema.n_answers, 6)
     for limit in (1000, 1):
-        scores, mi = bald_dirichlet_multinomial(alpha, schema, 12, exact_outcome_limit=limit)
+        summed = information_terms(
+            alpha, schema, 12, estimator="question_sum", exact_outcome_limit=limit
+        )
+        scores, mi = summed.mutual_information, summed.question_terms.mutual_information
         assert mi.shape == (30, schema.n_questions) and scores.shape == (30,)
         assert (mi >= 0).all()
         # MI can exceed neither ln T (samples are equally likely) nor the predictive entropy.
@@ -230,11 +233,14 @@ def test_question_weights_target_one_question(small_schema):
     terms = dirichlet_multinomial_entropies(alpha, small_schema, 10)
     mi = terms.mutual_information
 
-    everything, per_question = bald_dirichlet_multinomial(alpha, small_schema, 10)
+    summed = information_terms(alpha, small_schema, 10, estimator="question_sum")
+    everything, per_question = summed.mutual_information, summed.question_terms.mutual_information
     np.testing.assert_allclose(per_question, mi)
     np.testing.assert_allclose(everything, (mi * terms.p_asked).sum(axis=1))
 
-    bar_only, _ = bald_dirichlet_multinomial(alpha, small_schema, 10, {"bar": 1.0})
+    bar_only = expected_information_gain(
+        alpha, small_schema, 10, estimator="question_sum", question_weights={"bar": 1.0}
+    )
     np.testing.assert_allclose(bar_only, terms.p_asked[:, 1] * mi[:, 1])
     weighted = acquire_scores(
         "bald",
@@ -254,12 +260,14 @@ def test_question_weights_target_one_question(small_schema):
     np.testing.assert_allclose(
         bar_joint.scores,
         expected_information_gain(
-            alpha, small_schema, 40, np.random.default_rng([2, 1]), questions=["bar"]
+            alpha, small_schema, 40, np.random.default_rng([2, 1]), question_weights={"bar": 1}
         ),
     )
 
     with pytest.raises(AcquisitionError, match=r"spiral.*shape"):
-        bald_dirichlet_multinomial(alpha, small_schema, 10, {"spiral": 1.0})
+        expected_information_gain(
+            alpha, small_schema, 10, estimator="question_sum", question_weights={"spiral": 1.0}
+        )
     with pytest.raises(AcquisitionError, match="spiral"):
         acquire_scores("bald", alpha, small_schema, question_weights={"spiral": 1.0})
 
@@ -277,7 +285,9 @@ def test_question_never_asked_contributes_nothing(small_schema):
     assert (terms.p_asked[:2, 1:] < 1e-9).all()
     assert (terms.n_votes[:2, 1:] == 0).all()
     np.testing.assert_array_equal(terms.mutual_information[:2, 1:], 0.0)
-    bar_scores, _ = bald_dirichlet_multinomial(alpha, small_schema, 40, {"bar": 1})
+    bar_scores = expected_information_gain(
+        alpha, small_schema, 40, estimator="question_sum", question_weights={"bar": 1}
+    )
     np.testing.assert_array_equal(bar_scores[:2], 0.0)
     assert (bar_scores[2:] > 0).all()
 
@@ -285,10 +295,10 @@ def test_question_never_asked_contributes_nothing(small_schema):
 def test_dirichlet_input_errors(small_schema):
     alpha = np.full((3, small_schema.n_answers, 4), 2.0)
     with pytest.raises(AcquisitionError, match="9 answers"):
-        bald_dirichlet_multinomial(alpha[:, :5], small_schema, 10)
+        expected_information_gain(alpha[:, :5], small_schema, 10, estimator="question_sum")
     alpha[1, 4, 2] = -1.0
     with pytest.raises(AcquisitionError, match=r"row 1, answer 'bar_no'"):
-        bald_dirichlet_multinomial(alpha, small_schema, 10)
+        expected_information_gain(alpha, small_schema, 10, estimator="question_sum")
     with pytest.raises(AcquisitionError, match="schema"):
         acquire_scores("bald", np.full((3, 9, 4), 2.0), None)
 
@@ -408,7 +418,12 @@ def test_bald_scores_the_whole_vote_vector_and_epig_a_sample_of_the_pool(small_s
     summed = acquire_scores(
         "bald", alpha, small_schema, expected_votes=6, seed=3, information="question_sum"
     )
-    np.testing.assert_allclose(summed.scores, bald_dirichlet_multinomial(alpha, small_schema, 6)[0])
+    np.testing.assert_allclose(
+        summed.scores,
+        expected_information_gain(
+            alpha, small_schema, 6, np.random.default_rng([3, 1]), estimator="question_sum"
+        ),
+    )
     with pytest.raises(AcquisitionError, match="information estimator"):
         acquire_scores("bald", alpha, small_schema, information="sum")
 

@@ -121,8 +121,9 @@ def test_the_schema_names_what_the_library_provides_with_the_same_defaults():
     import yaml
 
     from conftest import REPO
-    from zooflow.acquisition import ACQUISITION_FUNCTIONS, INFORMATION_ESTIMATORS
+    from zooflow.acquisition import ACQUISITION_FUNCTIONS
     from zooflow.images import FITS_STRETCHES
+    from zooflow.information import ESTIMATORS
     from zooflow.models import MODELS
     from zooflow.posteriors import HEADS
     from zooflow.training import DEVICES, TrainingConfig
@@ -138,7 +139,7 @@ def test_the_schema_names_what_the_library_provides_with_the_same_defaults():
     assert choices("train", "device") == set(DEVICES)
     assert choices("active_learning", "strategies") == set(ACQUISITION_FUNCTIONS)
     assert choices("active_learning", "baseline") == set(ACQUISITION_FUNCTIONS)
-    assert choices("active_learning", "information") == set(INFORMATION_ESTIMATORS)
+    assert choices("active_learning", "information") == set(ESTIMATORS)
     assert choices("preprocess", "fits_stretch") == set(FITS_STRETCHES)
 
     train = sections["train"]["properties"]

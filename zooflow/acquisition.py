@@ -7,7 +7,7 @@ binomial ρ (G, T) for one answer, or Dirichlet concentrations (G, A, T) for the
   head by default the information gain of the galaxy's whole vote vector (``information="joint"``,
   :func:`zooflow.information.expected_information_gain`), with the number of volunteers reaching
   a question as random as it is; ``information="question_sum"`` keeps the earlier sum of
-  per-question terms (:func:`zooflow.bald.bald_dirichlet_multinomial`). Binomial: exact
+  per-question terms (the same function's ``estimator="question_sum"``). Binomial: exact
   (:func:`zooflow.bald.bald_binomial`).
 * ``epig``: what a galaxy's votes would tell us about the votes of a sample of the pool (the
   galaxies we will predict) rather than about the model (:mod:`zooflow.predictive_information`).
@@ -30,21 +30,23 @@ import numpy as np
 import pandas as pd
 
 from zooflow.bald import (
-    DEFAULT_EXACT_OUTCOME_LIMIT,
-    DEFAULT_MC_DRAWS_PER_SAMPLE,
     AcquisitionError,
     DirichletMultinomialTerms,
     bald_binomial,
-    bald_dirichlet_multinomial,
     binomial_entropies,
-    combine_questions,
     dirichlet_multinomial_entropies,
     question_weight_vector,
 )
-from zooflow.dirichlet_multinomial import n_vote_compositions, vote_compositions
+from zooflow.dirichlet_multinomial import (
+    DEFAULT_DRAWS_PER_SAMPLE,
+    DEFAULT_EXACT_OUTCOME_LIMIT,
+    n_vote_compositions,
+    vote_compositions,
+)
 from zooflow.ids import read_csv_with_ids
 from zooflow.information import (
-    DEFAULT_DRAWS_PER_SAMPLE,
+    InformationEstimate,
+    counted_questions,
     expected_information_gain,
     information_terms,
 )
@@ -58,7 +60,6 @@ from zooflow.schema import Schema
 
 log = logging.getLogger(__name__)
 
-INFORMATION_ESTIMATORS = ("joint", "question_sum")
 DEFAULT_EPIG_TARGETS = 200
 
 __all__ = [
@@ -69,7 +70,6 @@ __all__ = [
     "acquire",
     "acquire_scores",
     "bald_binomial",
-    "bald_dirichlet_multinomial",
     "binomial_entropies",
     "dirichlet_multinomial_entropies",
     "epig",
@@ -106,7 +106,6 @@ class AcquisitionOptions:
     seed: int = 0
     binomial_votes: int = 40
     exact_outcome_limit: int = DEFAULT_EXACT_OUTCOME_LIMIT
-    mc_draws_per_sample: int = DEFAULT_MC_DRAWS_PER_SAMPLE
     information: str = "joint"
     draws_per_sample: int = DEFAULT_DRAWS_PER_SAMPLE
     epig_targets: int = DEFAULT_EPIG_TARGETS
@@ -128,47 +127,10 @@ def register(name: str) -> Callable[[AcquisitionFunction], AcquisitionFunction]:
     return add
 
 
-def _dirichlet_terms(
+def _information(
     predictions: np.ndarray, schema: Schema | None, options: AcquisitionOptions
-) -> tuple[DirichletMultinomialTerms, np.ndarray]:
-    if schema is None:
-        raise AcquisitionError("the Dirichlet head needs the decision-tree schema")
-    weights = question_weight_vector(schema, options.question_weights)
-    terms = dirichlet_multinomial_entropies(
-        predictions,
-        schema,
-        options.expected_votes,
-        exact_outcome_limit=options.exact_outcome_limit,
-        mc_draws_per_sample=options.mc_draws_per_sample,
-        seed=options.seed,
-    )
-    return terms, weights
-
-
-def counted_questions(
-    schema: Schema, question_weights: Mapping[str, float] | None
-) -> list[str] | None:
-    """The questions whose votes the joint measures count: those with a weight above 0.
-
-    The joint information of a vote vector counts questions, it cannot weigh them: unequal
-    non-zero weights only mean something to the ``question_sum`` estimator.
-    """
-    if not question_weights:
-        return None
-    weights = question_weight_vector(schema, question_weights)
-    chosen = sorted({w for w in weights if w > 0})
-    if len(chosen) > 1:
-        raise AcquisitionError(
-            f"question_weights {dict(question_weights)} weigh questions unequally; the joint "
-            "information of the votes can only count questions in (weight > 0) or out (0). "
-            "Give them equal weights, or set active_learning.information: question_sum"
-        )
-    if not chosen:
-        raise AcquisitionError(f"question_weights {dict(question_weights)} count no question")
-    return [q for q, w in zip(schema.question_names, weights, strict=True) if w > 0]
-
-
-def _joint_terms(predictions: np.ndarray, schema: Schema | None, options: AcquisitionOptions):
+) -> InformationEstimate:
+    """The Dirichlet head's BALD terms through the one entry point, with the round's settings."""
     if schema is None:
         raise AcquisitionError("the Dirichlet head needs the decision-tree schema")
     return information_terms(
@@ -176,18 +138,28 @@ def _joint_terms(predictions: np.ndarray, schema: Schema | None, options: Acquis
         schema,
         int(round(options.expected_votes)),
         rng=np.random.default_rng([options.seed, 1]),
-        questions=counted_questions(schema, options.question_weights),
+        estimator=options.information,
+        question_weights=options.question_weights,
         exact_outcome_limit=options.exact_outcome_limit,
         draws_per_sample=options.draws_per_sample,
     )
 
 
-def _check_information(options: AcquisitionOptions) -> None:
-    if options.information not in INFORMATION_ESTIMATORS:
-        raise AcquisitionError(
-            f"unknown information estimator {options.information!r}; "
-            f"choose from {list(INFORMATION_ESTIMATORS)}"
-        )
+def _question_terms(
+    predictions: np.ndarray, schema: Schema, estimate: InformationEstimate, options
+) -> DirichletMultinomialTerms:
+    """Per-question terms for reading (the acquisitions table): the question_sum estimator's
+    own, or computed alongside the joint score."""
+    if estimate.question_terms is not None:
+        return estimate.question_terms
+    return dirichlet_multinomial_entropies(
+        predictions,
+        schema,
+        int(round(options.expected_votes)),
+        exact_outcome_limit=options.exact_outcome_limit,
+        draws_per_sample=options.draws_per_sample,
+        seed=options.seed,
+    )
 
 
 @register("bald")
@@ -204,13 +176,10 @@ def _bald(
         return AcquisitionResult(
             mutual_information, mutual_information[:, None], mutual_information
         )
-    _check_information(options)
-    terms, weights = _dirichlet_terms(predictions, schema, options)
-    if options.information == "question_sum":
-        combined = combine_questions(terms.mutual_information, terms.p_asked, weights)
-        return AcquisitionResult(combined, terms.mutual_information, combined)
-    joint = _joint_terms(predictions, schema, options).mutual_information
-    return AcquisitionResult(joint, terms.mutual_information, joint)
+    estimate = _information(predictions, schema, options)
+    per_question = _question_terms(predictions, schema, estimate, options)
+    score = estimate.mutual_information
+    return AcquisitionResult(score, per_question.mutual_information, score)
 
 
 @register("power_bald")
@@ -241,12 +210,9 @@ def _max_entropy(
     if options.head == "binomial":
         predictive, _ = binomial_entropies(predictions, options.binomial_votes)
         return AcquisitionResult(predictive, predictive[:, None])
-    _check_information(options)
-    terms, weights = _dirichlet_terms(predictions, schema, options)
-    entropy = terms.predictive_entropy
-    if options.information == "question_sum":
-        return AcquisitionResult(combine_questions(entropy, terms.p_asked, weights), entropy)
-    return AcquisitionResult(_joint_terms(predictions, schema, options).predictive_entropy, entropy)
+    estimate = _information(predictions, schema, options)
+    per_question = _question_terms(predictions, schema, estimate, options)
+    return AcquisitionResult(estimate.predictive_entropy, per_question.predictive_entropy)
 
 
 @register("epig")
@@ -309,7 +275,6 @@ def acquire_scores(
     seed: int = 0,
     binomial_votes: int = 40,
     exact_outcome_limit: int = DEFAULT_EXACT_OUTCOME_LIMIT,
-    mc_draws_per_sample: int = DEFAULT_MC_DRAWS_PER_SAMPLE,
     information: str = "joint",
     draws_per_sample: int = DEFAULT_DRAWS_PER_SAMPLE,
     epig_targets: int = DEFAULT_EPIG_TARGETS,
@@ -319,7 +284,7 @@ def acquire_scores(
     ``predictions``: Dirichlet head (G, A, T) concentrations in ``schema.label_cols`` order;
     binomial head (G, T) or (G, 1, T) ρ samples, scored with ``binomial_votes`` votes.
     ``information`` picks BALD's estimator for the Dirichlet head (``joint`` or
-    ``question_sum``); ``draws_per_sample`` sets the joint measures' Monte-Carlo draws and
+    ``question_sum``); ``draws_per_sample`` sets the Monte-Carlo draws of every estimator and
     ``epig_targets`` how many pool galaxies EPIG predicts.
     """
     if name not in ACQUISITION_FUNCTIONS:
@@ -337,7 +302,6 @@ def acquire_scores(
         seed=seed,
         binomial_votes=binomial_votes,
         exact_outcome_limit=exact_outcome_limit,
-        mc_draws_per_sample=mc_draws_per_sample,
         information=information,
         draws_per_sample=draws_per_sample,
         epig_targets=epig_targets,

@@ -13,8 +13,9 @@ which is high only when the samples are individually confident but disagree with
 * Dirichlet (Zoobot / GZ DECaLS): concentrations α, shape (G, A, T), answers in
   ``schema.label_cols`` order; for each question q, p_t = Dirichlet-multinomial(N_q, α_q,t) over
   the ways N_q = round(N · P(asked)) volunteers can split between the question's answers. Their
-  P(asked)-weighted sum is the ``question_sum`` estimator of :mod:`zooflow.acquisition`; the
-  information of the whole vote vector is :mod:`zooflow.information`'s.
+  P(asked)-weighted sum is the ``question_sum`` estimator of
+  :func:`zooflow.information.expected_information_gain`, the one entry point of Dirichlet BALD,
+  whose default is the information of the whole vote vector.
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ import numpy as np
 from scipy.special import entr, gammaln
 
 from zooflow.dirichlet_multinomial import (
+    DEFAULT_DRAWS_PER_SAMPLE,
+    DEFAULT_EXACT_OUTCOME_LIMIT,
     check_concentrations,
-    first_bad_row,
+    check_rho,
+    check_vote_numbers,
     log_mean_exp,
     log_rising_factorials,
     n_vote_compositions,
@@ -42,52 +46,9 @@ from zooflow.schema import Schema
 _BINOMIAL_CHUNK_ELEMENTS = 1 << 18
 _DM_CHUNK_ELEMENTS = 1 << 20
 
-DEFAULT_EXACT_OUTCOME_LIMIT = 1000
-DEFAULT_MC_DRAWS_PER_SAMPLE = 8
-
 
 class AcquisitionError(ValueError):
     """Predictions or settings that an acquisition function cannot score."""
-
-
-# --- input checks -------------------------------------------------------------------------------
-
-
-def _check_rho(rho_samples: np.ndarray) -> np.ndarray:
-    rho = np.asarray(rho_samples, dtype=np.float64)
-    if rho.ndim == 3 and rho.shape[1] == 1:
-        rho = rho[:, 0, :]
-    if rho.ndim != 2:
-        raise AcquisitionError(
-            f"binomial ρ samples must have shape (galaxies, samples) or (galaxies, 1, samples); "
-            f"got {rho.shape}"
-        )
-    bad = ~((rho >= 0.0) & (rho <= 1.0))  # also catches NaN
-    if bad.any():
-        row = first_bad_row(bad)
-        raise AcquisitionError(
-            f"binomial ρ samples: galaxy row {row} has values outside [0, 1] "
-            f"(e.g. {rho[row][bad[row]][0]!r})"
-        )
-    return rho
-
-
-def _check_votes(n_votes: int | np.ndarray, n_galaxies: int, what: str) -> np.ndarray:
-    votes = np.asarray(n_votes)
-    if votes.ndim == 0:
-        votes = np.full(n_galaxies, votes)
-    if votes.shape != (n_galaxies,):
-        raise AcquisitionError(
-            f"{what} must be one integer or one per galaxy ({n_galaxies},); got shape {votes.shape}"
-        )
-    as_float = votes.astype(np.float64)
-    bad = ~(np.isfinite(as_float) & (as_float >= 0) & (as_float == np.round(as_float)))
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise AcquisitionError(
-            f"{what}: galaxy row {row} has {votes[row]!r}; expected a whole number >= 0"
-        )
-    return as_float.astype(np.int64)
 
 
 def question_weight_vector(
@@ -161,8 +122,8 @@ def binomial_entropies(
 
     ``rho_samples`` is (G, T) or (G, 1, T); ``n_votes`` is one N or one per galaxy.
     """
-    rho = _check_rho(rho_samples)
-    votes = _check_votes(n_votes, rho.shape[0], "n_votes")
+    rho = check_rho(rho_samples, AcquisitionError)
+    votes = check_vote_numbers(n_votes, rho.shape[0], AcquisitionError, "n_votes")
     distinct = np.unique(votes)
     if len(distinct) == 1:  # the usual case: no copy of a possibly huge array
         return _binomial_entropies_fixed_n(rho, int(distinct[0]))
@@ -289,7 +250,7 @@ def dirichlet_multinomial_entropies(
     expected_votes: float,
     *,
     exact_outcome_limit: int = DEFAULT_EXACT_OUTCOME_LIMIT,
-    mc_draws_per_sample: int = DEFAULT_MC_DRAWS_PER_SAMPLE,
+    draws_per_sample: int = DEFAULT_DRAWS_PER_SAMPLE,
     seed: int = 0,
 ) -> DirichletMultinomialTerms:
     """H[p̄] and mean_t H[p_t] per galaxy and question for the Dirichlet head.
@@ -298,16 +259,16 @@ def dirichlet_multinomial_entropies(
     ``schema.p_asked`` of the mean predicted fractions. Galaxies whose question has at most
     ``exact_outcome_limit`` outcomes, C(N_q + K − 1, K − 1), are enumerated exactly; the rest
     use the stratified Monte-Carlo estimate of :func:`_dm_entropies_monte_carlo` with
-    ``mc_draws_per_sample`` draws per dropout sample from a generator seeded with
+    ``draws_per_sample`` draws per dropout sample from a generator seeded with
     (seed, question index, N_q), so the same inputs in the same order give the same numbers.
     """
     alpha = check_concentrations(concentration_samples, schema, AcquisitionError)
     if not (np.isfinite(expected_votes) and expected_votes >= 0):
         raise AcquisitionError(f"expected_votes must be finite and >= 0; got {expected_votes!r}")
-    if exact_outcome_limit < 1 or mc_draws_per_sample < 1:
+    if exact_outcome_limit < 1 or draws_per_sample < 1:
         raise AcquisitionError(
-            "exact_outcome_limit and mc_draws_per_sample must be >= 1; got "
-            f"{exact_outcome_limit!r} and {mc_draws_per_sample!r}"
+            "exact_outcome_limit and draws_per_sample must be >= 1; got "
+            f"{exact_outcome_limit!r} and {draws_per_sample!r}"
         )
     n_galaxies = alpha.shape[0]
     p_asked = schema.p_asked(mean_vote_fractions(alpha, schema))
@@ -330,7 +291,7 @@ def dirichlet_multinomial_entropies(
                 exact[qi] = False
                 rng = np.random.default_rng([seed, qi, int(n)])
                 terms = _dm_entropies_monte_carlo(
-                    question_alpha[rows], int(n), mc_draws_per_sample, rng
+                    question_alpha[rows], int(n), draws_per_sample, rng
                 )
             predictive[rows, qi], expected[rows, qi] = terms
     return DirichletMultinomialTerms(predictive, expected, p_asked, n_votes, exact)
@@ -341,32 +302,3 @@ def combine_questions(
 ) -> np.ndarray:
     """One score per galaxy: Σ_q weight_q × P(q asked) × term_q; inputs (G, Q), (G, Q), (Q,)."""
     return (per_question * p_asked) @ weights
-
-
-def bald_dirichlet_multinomial(
-    concentration_samples: np.ndarray,
-    schema: Schema,
-    expected_votes: float,
-    question_weights: Mapping[str, float] | None = None,
-    *,
-    exact_outcome_limit: int = DEFAULT_EXACT_OUTCOME_LIMIT,
-    mc_draws_per_sample: int = DEFAULT_MC_DRAWS_PER_SAMPLE,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """BALD for the Dirichlet head: (combined score (G,), per-question MI (G, Q)).
-
-    score = Σ_q weight_q × P(q asked) × MI_q, MI_q = H[mean_t DM_q,t] − mean_t H[DM_q,t] in nats,
-    with DM_q,t the Dirichlet-multinomial of N_q votes (see :func:`dirichlet_multinomial_entropies`
-    for N_q and for when MI_q is exact). Weights as in :func:`question_weight_vector`.
-    """
-    weights = question_weight_vector(schema, question_weights)
-    terms = dirichlet_multinomial_entropies(
-        concentration_samples,
-        schema,
-        expected_votes,
-        exact_outcome_limit=exact_outcome_limit,
-        mc_draws_per_sample=mc_draws_per_sample,
-        seed=seed,
-    )
-    mutual_information = terms.mutual_information
-    return combine_questions(mutual_information, terms.p_asked, weights), mutual_information

@@ -3,8 +3,8 @@
 :mod:`zooflow.bald` scores one question at a time and :mod:`zooflow.information` the whole
 vote vector; both enumerate the ways N votes can split over K answers, read
 ln Γ(α + n) − ln Γ(α) from tables of rising factorials, average likelihoods over dropout
-samples in log space, and check the Dirichlet concentrations they are given. One copy of each
-keeps the estimators consistent with each other.
+samples in log space, and check the predictions and vote numbers they are given (the binomial
+head's ρ samples too). One copy of each keeps the estimators and their error messages consistent.
 """
 
 from __future__ import annotations
@@ -17,6 +17,11 @@ import numpy as np
 from scipy.special import logsumexp
 
 from zooflow.schema import Schema
+
+# Every information estimator enumerates outcomes up to this many and draws this many Monte-Carlo
+# vote vectors per dropout sample beyond (active_learning.draws_per_sample in the config).
+DEFAULT_EXACT_OUTCOME_LIMIT = 2000
+DEFAULT_DRAWS_PER_SAMPLE = 4
 
 
 @lru_cache(maxsize=256)
@@ -90,3 +95,48 @@ def check_concentrations(
             "concentrations must be finite and > 0"
         )
     return alpha
+
+
+def check_rho(rho_samples: np.ndarray, error: type[Exception], what: str = "") -> np.ndarray:
+    """The binomial head's ρ samples as float64 (G, T), from (G, T) or (G, 1, T).
+
+    Raises ``error`` naming the shape, or the first galaxy row with a value outside [0, 1].
+    """
+    prefix = f"{what}: " if what else ""
+    rho = np.asarray(rho_samples, dtype=np.float64)
+    if rho.ndim == 3 and rho.shape[1] == 1:
+        rho = rho[:, 0, :]
+    if rho.ndim != 2:
+        raise error(
+            f"{prefix}binomial ρ samples must have shape (galaxies, samples) or "
+            f"(galaxies, 1, samples); got {rho.shape}"
+        )
+    bad = ~((rho >= 0.0) & (rho <= 1.0))  # also catches NaN
+    if bad.any():
+        row = first_bad_row(bad)
+        raise error(
+            f"{prefix}binomial ρ samples: galaxy row {row} has values outside [0, 1] "
+            f"(e.g. {rho[row][bad[row]][0]!r})"
+        )
+    return rho
+
+
+def check_vote_numbers(
+    numbers: int | np.ndarray, n_galaxies: int, error: type[Exception], what: str
+) -> np.ndarray:
+    """Numbers of votes or volunteers as int64 (G,), from one whole number >= 0 or one per
+    galaxy; raises ``error`` naming ``what`` and the first bad galaxy row."""
+    values = np.asarray(numbers)
+    if values.ndim == 0:
+        values = np.full(n_galaxies, values)
+    if values.shape != (n_galaxies,):
+        raise error(
+            f"{what} must be one whole number or one per galaxy ({n_galaxies},); "
+            f"got shape {values.shape}"
+        )
+    as_float = values.astype(np.float64)
+    bad = ~(np.isfinite(as_float) & (as_float >= 0) & (as_float == np.round(as_float)))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise error(f"{what}: galaxy row {row} has {values[row]!r}; expected a whole number >= 0")
+    return as_float.astype(np.int64)

@@ -32,28 +32,41 @@ look-ups (about 2 ms per galaxy for the 34-answer DECaLS tree, T = 30, S = 4, N 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 from scipy.special import entr, gammaln, logsumexp
 
+from zooflow.bald import (
+    AcquisitionError,
+    DirichletMultinomialTerms,
+    combine_questions,
+    dirichlet_multinomial_entropies,
+    question_weight_vector,
+)
 from zooflow.dirichlet_multinomial import (
+    DEFAULT_DRAWS_PER_SAMPLE,
+    DEFAULT_EXACT_OUTCOME_LIMIT,
     check_concentrations,
+    check_vote_numbers,
     log_mean_exp,
     log_rising_factorials,
     vote_compositions,
 )
 from zooflow.schema import Schema
 
-DEFAULT_EXACT_OUTCOME_LIMIT = 2000
-DEFAULT_DRAWS_PER_SAMPLE = 4
 # Largest temporary array (float64 elements) one chunk of galaxies may build.
 CHUNK_ELEMENTS = 1 << 22
 
 
-class InformationError(ValueError):
+# How expected_information_gain combines a tree's questions: the information of the whole vote
+# vector, or the earlier P(asked)-weighted sum of per-question terms.
+ESTIMATORS = ("joint", "question_sum")
+
+
+class InformationError(AcquisitionError):
     """Predictions or settings an information measure cannot score."""
 
 
@@ -155,18 +168,7 @@ def joint_outcomes(
 
 def check_n_volunteers(n_volunteers, n_galaxies: int) -> np.ndarray:
     """Volunteers per galaxy as int64 (G,), from one whole number >= 0 or one per galaxy."""
-    n = np.asarray(n_volunteers)
-    if n.ndim == 0:
-        n = np.full(n_galaxies, n)
-    as_float = n.astype(np.float64)
-    if n.shape != (n_galaxies,) or not np.all(
-        np.isfinite(as_float) & (as_float >= 0) & (as_float == np.round(as_float))
-    ):
-        raise InformationError(
-            f"n_volunteers must be one whole number >= 0 or one per galaxy ({n_galaxies},); "
-            f"got {n_volunteers!r}"
-        )
-    return as_float.astype(np.int64)
+    return check_vote_numbers(n_volunteers, n_galaxies, InformationError, "n_volunteers")
 
 
 def tree_log_likelihood(alpha: np.ndarray, counts: np.ndarray, schema: Schema) -> np.ndarray:
@@ -273,6 +275,8 @@ class InformationEstimate:
 
     ``mutual_information`` = ``predictive_entropy`` − ``expected_entropy`` (clipped at 0);
     ``standard_error`` is 0 where the value was enumerated exactly; ``exact`` marks those rows.
+    The ``question_sum`` estimator combines per-question terms, each clipped at 0 before the
+    sum; it keeps them in ``question_terms`` and reports no standard error (0).
     """
 
     mutual_information: np.ndarray
@@ -280,6 +284,7 @@ class InformationEstimate:
     expected_entropy: np.ndarray
     standard_error: np.ndarray
     exact: np.ndarray
+    question_terms: DirichletMultinomialTerms | None = None
 
 
 def _exact_terms(log_pmf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -315,34 +320,65 @@ def expected_information_gain(
     n_volunteers: int | np.ndarray,
     rng: np.random.Generator | int | None = None,
     *,
-    questions: Sequence[str] | None = None,
+    estimator: str = "joint",
+    question_weights: Mapping[str, float] | None = None,
     exact_outcome_limit: int = DEFAULT_EXACT_OUTCOME_LIMIT,
     draws_per_sample: int = DEFAULT_DRAWS_PER_SAMPLE,
 ) -> np.ndarray:
-    """BALD of a galaxy's whole vote vector, I(v; t) in nats, shape (G,).
+    """BALD of the Dirichlet head, I(v; t) in nats, shape (G,): the one entry point.
 
     ``concentrations`` (G, A, T): Dirichlet samples in ``schema.label_cols`` order;
     ``n_volunteers``: the N volunteers a root question is shown to (one number or one per
-    galaxy). Exact when the tree has at most ``exact_outcome_limit`` joint outcomes for that N
-    (:func:`n_joint_outcomes`), otherwise the unbiased Monte-Carlo estimate of the module
-    docstring with ``draws_per_sample`` draws per sample from ``rng`` (a Generator or a seed).
-    ``questions`` restricts the votes to those questions and their ancestors.
+    galaxy); ``question_weights`` as in :func:`zooflow.bald.question_weight_vector` (None: every
+    question; ``{"bar": 1}``: bar alone).
 
-    Against the per-question sum with N_q = round(N · P(asked)) weighted by P(asked)
-    (:func:`zooflow.acquisition.bald_dirichlet_multinomial`), on dropout-like samples of the
-    DECaLS tree at N = 40 the two rank galaxies alike (Spearman about 0.9), but the sum is not
-    the same quantity: on small trees it is more than 3% off for most galaxies, above the joint
-    value when two questions are asked of everyone and below it on deep chains.
+    ``estimator="joint"`` (default): the information of the whole vote vector. Exact when the
+    tree has at most ``exact_outcome_limit`` joint outcomes for that N (:func:`n_joint_outcomes`),
+    otherwise the unbiased Monte-Carlo estimate of the module docstring with
+    ``draws_per_sample`` draws per sample from ``rng`` (a Generator or a seed). The weights can
+    only count a question (and, through it, its ancestors) in or out: unequal non-zero weights
+    are refused.
+
+    ``estimator="question_sum"``: the earlier score Σ_q w_q · P(q asked) · I(v_q; t), each term
+    with N_q = round(N · P(asked)) votes (:func:`zooflow.bald.dirichlet_multinomial_entropies`;
+    its Monte-Carlo seed is drawn from ``rng``). On dropout-like samples of the DECaLS tree at
+    N = 40 the two rank galaxies alike (Spearman about 0.9), but the sum is not the same
+    quantity: on small trees it is more than 3% off for most galaxies, above the joint value
+    when two questions are asked of everyone and below it on deep chains.
     """
     return information_terms(
         concentrations,
         schema,
         n_volunteers,
         rng,
-        questions=questions,
+        estimator=estimator,
+        question_weights=question_weights,
         exact_outcome_limit=exact_outcome_limit,
         draws_per_sample=draws_per_sample,
     ).mutual_information
+
+
+def counted_questions(
+    schema: Schema, question_weights: Mapping[str, float] | None
+) -> list[str] | None:
+    """The questions whose votes the joint measures count: those with a weight above 0.
+
+    The joint information of a vote vector counts questions, it cannot weigh them: unequal
+    non-zero weights only mean something to the ``question_sum`` estimator.
+    """
+    if not question_weights:
+        return None
+    weights = question_weight_vector(schema, question_weights)
+    chosen = sorted({w for w in weights if w > 0})
+    if len(chosen) > 1:
+        raise InformationError(
+            f"question_weights {dict(question_weights)} weigh questions unequally; the joint "
+            "information of the votes can only count questions in (weight > 0) or out (0). "
+            "Give them equal weights, or set active_learning.information: question_sum"
+        )
+    if not chosen:
+        raise InformationError(f"question_weights {dict(question_weights)} count no question")
+    return [q for q, w in zip(schema.question_names, weights, strict=True) if w > 0]
 
 
 def information_terms(
@@ -351,11 +387,16 @@ def information_terms(
     n_volunteers: int | np.ndarray,
     rng: np.random.Generator | int | None = None,
     *,
-    questions: Sequence[str] | None = None,
+    estimator: str = "joint",
+    question_weights: Mapping[str, float] | None = None,
     exact_outcome_limit: int = DEFAULT_EXACT_OUTCOME_LIMIT,
     draws_per_sample: int = DEFAULT_DRAWS_PER_SAMPLE,
 ) -> InformationEstimate:
     """:func:`expected_information_gain` with its entropies, standard errors and exactness."""
+    if estimator not in ESTIMATORS:
+        raise InformationError(
+            f"unknown information estimator {estimator!r}; choose from {list(ESTIMATORS)}"
+        )
     alpha = check_concentrations(
         concentrations, schema, InformationError, "expected_information_gain"
     )
@@ -363,7 +404,11 @@ def information_terms(
     if draws_per_sample < 1 or exact_outcome_limit < 1:
         raise InformationError("draws_per_sample and exact_outcome_limit must be >= 1")
     rng = np.random.default_rng(rng)
-    observed = observed_questions(schema, questions)
+    if estimator == "question_sum":
+        return _question_sum_terms(
+            alpha, schema, n, rng, question_weights, exact_outcome_limit, draws_per_sample
+        )
+    observed = observed_questions(schema, counted_questions(schema, question_weights))
     names = [schema.question_names[q] for q in observed]
     size = len(alpha)
     predictive, expected = np.zeros(size), np.zeros(size)
@@ -393,6 +438,60 @@ def information_terms(
             )
     mutual_information = np.maximum(predictive - expected, 0.0)
     return InformationEstimate(mutual_information, predictive, expected, standard_error, exact)
+
+
+def _question_sum_terms(
+    alpha: np.ndarray,
+    schema: Schema,
+    n: np.ndarray,
+    rng: np.random.Generator,
+    question_weights: Mapping[str, float] | None,
+    exact_outcome_limit: int,
+    draws_per_sample: int,
+) -> InformationEstimate:
+    """The ``question_sum`` estimator: per-question terms, combined with weight × P(asked)."""
+    weights = question_weight_vector(schema, question_weights)
+    seed = int(rng.integers(2**31))
+    distinct = np.unique(n)
+    parts = []
+    for value in distinct:
+        rows = np.flatnonzero(n == value) if len(distinct) > 1 else slice(None)
+        parts.append(
+            (
+                rows,
+                dirichlet_multinomial_entropies(
+                    alpha[rows],
+                    schema,
+                    float(value),
+                    exact_outcome_limit=exact_outcome_limit,
+                    draws_per_sample=draws_per_sample,
+                    seed=seed,
+                ),
+            )
+        )
+    terms = parts[0][1] if len(parts) == 1 else _stack_question_terms(parts, len(alpha))
+    counted = weights > 0
+    return InformationEstimate(
+        mutual_information=combine_questions(terms.mutual_information, terms.p_asked, weights),
+        predictive_entropy=combine_questions(terms.predictive_entropy, terms.p_asked, weights),
+        expected_entropy=combine_questions(terms.expected_entropy, terms.p_asked, weights),
+        standard_error=np.zeros(len(alpha)),
+        exact=np.full(len(alpha), bool(terms.exact[counted].all())),
+        question_terms=terms,
+    )
+
+
+def _stack_question_terms(parts, n_galaxies: int) -> DirichletMultinomialTerms:
+    """One set of per-question terms from those computed for each number of volunteers."""
+    fields = {}
+    for name in ("predictive_entropy", "expected_entropy", "p_asked", "n_votes"):
+        first = getattr(parts[0][1], name)
+        stacked = np.zeros((n_galaxies, *first.shape[1:]), dtype=first.dtype)
+        for rows, terms in parts:
+            stacked[rows] = getattr(terms, name)
+        fields[name] = stacked
+    exact = np.logical_and.reduce([terms.exact for _, terms in parts])
+    return DirichletMultinomialTerms(**fields, exact=exact)
 
 
 def row_chunks(rows: np.ndarray, per_row_elements: int) -> list[np.ndarray]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import entr, gammaln
 
-from zooflow.dirichlet_multinomial import check_concentrations, log_mean_exp
+from zooflow.dirichlet_multinomial import check_concentrations, check_rho, log_mean_exp
 from zooflow.information import (
     CHUNK_ELEMENTS,
     DEFAULT_DRAWS_PER_SAMPLE,
@@ -183,15 +183,6 @@ def epig(
 # --- binomial head (W+20: one answer, N votes) --------------------------------------------------
 
 
-def _check_rho(rho: np.ndarray, what: str) -> np.ndarray:
-    rho = np.asarray(rho, dtype=np.float64)
-    if rho.ndim == 3 and rho.shape[1] == 1:
-        rho = rho[:, 0, :]
-    if rho.ndim != 2 or not np.all((rho >= 0) & (rho <= 1)):
-        raise InformationError(f"{what}: ρ samples must be (galaxies, samples) values in [0, 1]")
-    return rho
-
-
 def _binomial_log_pmf(rho: np.ndarray, counts: np.ndarray, n: int) -> np.ndarray:
     """ln Binomial(k; n, ρ_t): ``rho`` (G, T), ``counts`` (K,) shared or (G, D) -> (G, T, K|D)."""
     tiny = np.finfo(np.float64).tiny
@@ -214,8 +205,8 @@ def epig_binomial(
 
     Exact when (N + 1)² ≤ ``exact_pair_limit``, otherwise Monte Carlo as for the Dirichlet head.
     """
-    pool = _check_rho(rho_pool, "EPIG pool")
-    target = _check_rho(rho_target, "EPIG targets")
+    pool = check_rho(rho_pool, InformationError, "EPIG pool")
+    target = check_rho(rho_target, InformationError, "EPIG targets")
     if pool.shape[1] != target.shape[1] or len(target) == 0:
         raise InformationError("EPIG needs targets and the same number of samples as the pool")
     n = int(check_n_volunteers(n_votes, 1)[0])
