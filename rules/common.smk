@@ -1,7 +1,5 @@
 # Glue shared by every stage: paths, input functions, wildcard constraints.
-import glob
 import os
-import re
 
 from zooflow.configuration import prediction_model
 from zooflow.dependencies import import_closure
@@ -177,7 +175,7 @@ def shards(split):
 def predicted_splits(run):
     """The supervised run predicts every galaxy; a round its test set, its waiting pool and,
     when predictions are calibrated, the validation split they are calibrated on."""
-    if not run.startswith("al/"):
+    if not is_round(run):
         return list(SPLITS)
     return (
         ["test", "val", "pool"] if config["predict"]["calibrate"] else ["test", "pool"]
@@ -233,7 +231,7 @@ def prediction_inputs(wildcards):
     inputs = {
         f"shards_{split}": shards(split) for split in predicted_splits(wildcards.run)
     }
-    if wildcards.run.startswith("al/"):
+    if is_round(wildcards.run):
         inputs["waiting"] = f"results/{wildcards.run}/unlabelled.csv"
     return inputs
 
@@ -298,16 +296,8 @@ def run_products(run):
 
 
 def run_seed(wildcards):
-    """Active-learning repeats differ by seed; the supervised run uses train.seed if set, else
-    the global seed (which also draws the survey and its splits)."""
-    match = re.search(r"seed_(\d+)", wildcards.run)
-    if match:
-        return int(match.group(1))
-    return (
-        config["train"]["seed"]
-        if config["train"]["seed"] is not None
-        else config["seed"]
-    )
+    """The seed a run's training and prediction use, from the table of runs."""
+    return run_record(wildcards.run)["seed"]
 
 
 def training_settings(wildcards):
@@ -316,7 +306,7 @@ def training_settings(wildcards):
     active_learning.train's overrides (e.g. freeze_trunk)."""
     settings = {key: value for key, value in config["train"].items() if key != "seed"}
     settings["weights_path"] = pretrained_weights() or ""
-    if wildcards.run.startswith("al/"):
+    if is_round(wildcards.run):
         overrides = _overrides(
             config["active_learning"]["train"], settings, "active_learning.train keys"
         )
@@ -327,7 +317,7 @@ def training_settings(wildcards):
 def frozen_round(wildcards):
     """An active-learning round that keeps its pretrained features and trains only the head:
     a few seconds of CPU work on features computed once, no GPU needed."""
-    if not wildcards.run.startswith("al/"):
+    if not is_round(wildcards.run):
         return False
     return bool(training_settings(wildcards).get("freeze_trunk"))
 
@@ -361,11 +351,7 @@ def published(round_):
 
 def unpublished_round():
     """Rounds whose to_label.csv may still be written: a published list is never rewritten."""
-    found = (
-        re.search(r"round_(\d+)$", os.path.dirname(path))
-        for path in glob.glob(f"{CAMPAIGN}/round_*/to_label.csv")
-    )
-    done = sorted({match.group(1) for match in found if match})
+    done = [str(r) for r in range(config["active_learning"]["rounds"]) if published(r)]
     return rf"(?!(?:{'|'.join(done)})$)\d+" if done else r"\d+"
 
 
@@ -389,14 +375,14 @@ def oracle_inputs(wildcards):
 
 def warm_start_model(wildcards):
     """The previous round's model, when rounds continue training instead of restarting."""
-    match = re.search(r"round_(\d+)$", wildcards.run)
+    record = run_record(wildcards.run)
     if (
         not config["active_learning"]["warm_start"]
-        or not match
-        or match.group(1) == "0"
+        or record["kind"] != "round"
+        or record["round"] == 0
     ):
         return []
-    previous = re.sub(r"round_\d+$", f"round_{int(match.group(1)) - 1}", wildcards.run)
+    previous = al_run(record["strategy"], record["seed"], record["round"] - 1)
     return f"results/{previous}/model.keras"
 
 
@@ -408,32 +394,88 @@ def campaign_rounds_ready():
     return ready
 
 
-def al_rounds():
-    """The study's table of runs: one record per active-learning round to run (strategy, seed,
-    round, and the run's name and folder), so that nothing downstream parses them out of paths.
-    A campaign runs the rounds whose votes are in, and the next."""
+def supervised_seed():
+    """The supervised run uses train.seed if set, else the global seed (which also draws the
+    survey and its splits); active-learning repeats differ by their own seeds."""
+    seed = config["train"]["seed"]
+    return seed if seed is not None else config["seed"]
+
+
+def round_records():
+    """One record per active-learning round this configuration defines, in run order."""
     settings = config["active_learning"]
-    if settings["oracle"] == "campaign":
-        if len(settings["strategies"]) != 1 or len(settings["seeds"]) != 1:
-            raise WorkflowError(
-                "a campaign runs one strategy and one seed: set active_learning.strategies "
-                "and active_learning.seeds to one value each"
-            )
-        rounds = range(min(campaign_rounds_ready() + 1, settings["rounds"]))
-    else:
-        rounds = range(settings["rounds"])
     return [
         {
             "run": al_run(strategy, seed, r),
             "folder": f"results/{al_run(strategy, seed, r)}",
+            "kind": "round",
             "strategy": strategy,
             "seed": seed,
             "round": r,
         }
         for strategy in settings["strategies"]
         for seed in settings["seeds"]
-        for r in rounds
+        for r in range(settings["rounds"])
     ]
+
+
+def runs_table():
+    """The workflow's table of runs, in the spirit of a samples sheet: every model the workflow
+    trains or predicts with (kind full, predictions or round), with its strategy, seed, round
+    and folder, so that nothing downstream parses them back out of paths."""
+    no_round = {"strategy": None, "round": None}
+    records = [
+        {
+            "run": "full",
+            "folder": "results/full",
+            "kind": "full",
+            "seed": supervised_seed(),
+        }
+        | no_round,
+        {
+            "run": PREDICTIONS,
+            "folder": f"results/{PREDICTIONS}",
+            "kind": "predictions",
+            "seed": supervised_seed(),
+        }
+        | no_round,
+    ]
+    return {record["run"]: record for record in records + round_records()}
+
+
+RUNS = runs_table()
+
+
+def run_record(run):
+    """A run's row of RUNS; a folder this configuration does not make is a clear error."""
+    if run not in RUNS:
+        raise WorkflowError(
+            f"results/{run} is not a run of this configuration: its active-learning rounds "
+            f"are strategies {config['active_learning']['strategies']}, seeds "
+            f"{config['active_learning']['seeds']}, rounds 0-"
+            f"{config['active_learning']['rounds'] - 1}"
+        )
+    return RUNS[run]
+
+
+def is_round(run):
+    return run_record(run)["kind"] == "round"
+
+
+def al_rounds():
+    """The rounds to run, as records of RUNS: every round of the study, or in a campaign the
+    rounds whose votes are in, and the next."""
+    settings = config["active_learning"]
+    records = round_records()
+    if settings["oracle"] != "campaign":
+        return records
+    if len(settings["strategies"]) != 1 or len(settings["seeds"]) != 1:
+        raise WorkflowError(
+            "a campaign runs one strategy and one seed: set active_learning.strategies "
+            "and active_learning.seeds to one value each"
+        )
+    ready = min(campaign_rounds_ready() + 1, settings["rounds"])
+    return [record for record in records if record["round"] < ready]
 
 
 def al_runs():
