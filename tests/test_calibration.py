@@ -6,13 +6,12 @@ from scipy import stats
 
 from zooflow.calibration import (
     answer_pit,
-    apply_temperatures,
     fit_temperatures,
-    mixture_count_pmf,
     pit_summary,
     pit_table,
     randomized_pit,
 )
+from zooflow.posteriors import apply_temperatures, mixture_count_pmf
 from zooflow.schema import load_schema
 
 

@@ -1,8 +1,9 @@
 """The zooflow modules a workflow script runs, read from the code: what every rule tracks."""
 
+import graphlib
 from pathlib import Path
 
-from zooflow.dependencies import import_closure
+from zooflow.dependencies import import_closure, zooflow_imports
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,3 +79,27 @@ def test_importing_the_mock_package_tracks_every_module_of_it():
     closure = import_closure(REPO / "scripts" / "simulate.py", REPO / "zooflow")
     mock = sorted((REPO / "zooflow" / "mock").glob("*.py"))
     assert len(mock) > 1 and set(mock) <= set(closure)
+
+
+def test_the_library_has_no_import_cycle_and_no_module_over_600_lines():
+    """Each module has one job (#20): no two modules import each other, directly or around a
+    loop, and none grows past 600 lines. A package's own submodules naming it (Python runs its
+    __init__ first) is not a loop."""
+    package = REPO / "zooflow"
+    modules = {
+        ".".join(path.relative_to(package).with_suffix("").parts).removesuffix(".__init__"): path
+        for path in package.rglob("*.py")
+    }
+    graph = {}
+    for name, path in modules.items():
+        own_package = name.rsplit(".", 1)[0] if "." in name else ""
+        if path.name == "__init__.py":
+            own_package = name
+        parents = {name.rsplit(".", i)[0] for i in range(1, name.count(".") + 1)}
+        graph[name] = zooflow_imports(path, package, own_package) - parents - {name}
+    order = list(graphlib.TopologicalSorter(graph).static_order())  # raises CycleError on a loop
+    assert {"predict", "training", "data", "information", "bald"} <= set(order)
+    long = {
+        name: n for name, path in modules.items() if (n := len(path.read_text().splitlines())) > 600
+    }
+    assert not long, f"modules over 600 lines: {long}"

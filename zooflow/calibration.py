@@ -18,7 +18,6 @@ Dirichlet head (temperature scaling, Guo et al. 2017, for concentrations).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -27,42 +26,13 @@ from scipy.optimize import minimize_scalar
 from scipy.special import gammaln, logsumexp
 
 from zooflow.jsonfile import write_json
+from zooflow.posteriors import apply_temperatures, mixture_count_pmf, read_predictions
 from zooflow.schema import Schema
 
 CENTRAL = 0.9
 PIT_BINS = 10
 # log τ is searched within ±3 (τ from 0.05 to 20): wider than any calibration worth trusting.
 _LOG_TEMPERATURE_BOUND = 3.0
-
-
-def mixture_count_pmf(n: np.ndarray, a: np.ndarray, b: np.ndarray | None, k_max: int) -> np.ndarray:
-    """(G, k_max + 1) pmf of a count out of ``n`` (G,), mixed over samples.
-
-    ``a``, ``b`` (G, T): Beta-binomial parameters (α_a, Σα − α_a); with ``b`` None, ``a`` holds
-    binomial ρ. Computed in log space; mass above each galaxy's N is 0.
-    """
-    k = np.arange(k_max + 1)[None, None, :]
-    n3 = np.asarray(n, dtype=np.float64)[:, None, None]
-    valid = k <= n3
-    kk = np.minimum(k, n3)
-    log_choose = gammaln(n3 + 1) - gammaln(kk + 1) - gammaln(n3 - kk + 1)
-    if b is None:
-        rho = np.clip(np.asarray(a, dtype=np.float64), 1e-300, 1 - 1e-16)[:, :, None]
-        log_pmf = log_choose + kk * np.log(rho) + (n3 - kk) * np.log1p(-rho)
-    else:
-        a3 = np.asarray(a, dtype=np.float64)[:, :, None]
-        b3 = np.asarray(b, dtype=np.float64)[:, :, None]
-        log_pmf = (
-            log_choose
-            + gammaln(kk + a3)
-            + gammaln(n3 - kk + b3)
-            - gammaln(n3 + a3 + b3)
-            - gammaln(a3)
-            - gammaln(b3)
-            + gammaln(a3 + b3)
-        )
-    pmf = np.where(valid, np.exp(log_pmf), 0.0)
-    return pmf.mean(axis=1)
 
 
 def randomized_pit(
@@ -172,18 +142,6 @@ def pit_summary(table: pd.DataFrame) -> dict:
 # --- temperature per question ----------------------------------------------------------------------
 
 
-def apply_temperatures(
-    concentrations: np.ndarray, schema: Schema, temperatures: dict[str, float]
-) -> np.ndarray:
-    """Concentrations (G, A, T) with every answer of question q divided by τ_q."""
-    scale = np.ones(schema.n_answers)
-    for q in schema.questions:
-        scale[q.indices] = 1.0 / float(temperatures.get(q.name, 1.0))
-    return (np.asarray(concentrations, dtype=np.float64) * scale[None, :, None]).astype(
-        np.asarray(concentrations).dtype
-    )
-
-
 def _question_log_likelihood(alpha: np.ndarray, counts: np.ndarray) -> float:
     """Σ_g ln mean_t DM(k_g | α_g,t): ``alpha`` (G, K, T), ``counts`` (G, K)."""
     n = counts.sum(axis=1)
@@ -271,8 +229,6 @@ def calibrate_run(
     central 90% before and after (fitted on the same galaxies, so the test set's evaluation is
     the honest check). With ``enabled`` False, or for the binomial head, every τ is 1.
     """
-    from zooflow.posteriors import read_predictions
-
     parts = [read_predictions(p) for p in validation_parts]
     votes = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, schema.n_answers))
     predictions = np.concatenate([p[2] for p in parts]) if parts else None
@@ -306,11 +262,3 @@ def calibrate_run(
         }
     write_json(out_path, record)
     return record
-
-
-def read_temperatures(path: str | Path | None) -> dict[str, float]:
-    """{question: τ} from a calibration file; {} (no calibration) for None."""
-    if not path:
-        return {}
-    table = json.loads(Path(path).read_text())["temperatures"]
-    return {question: float(entry["temperature"]) for question, entry in table.items()}

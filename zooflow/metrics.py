@@ -468,7 +468,7 @@ def evaluate_predictions(
     }
     if head == "dirichlet" and any(t != 1.0 for t in temperatures.values()):
         # The same test counts before the run's calibration: the concentrations times τ.
-        from zooflow.calibration import apply_temperatures
+        from zooflow.posteriors import apply_temperatures
 
         raw = apply_temperatures(predictions, schema, {q: 1.0 / t for q, t in temperatures.items()})
         summary["temperatures"] = temperatures

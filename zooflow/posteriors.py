@@ -16,12 +16,14 @@ fraction, two central 90% intervals and P(question asked):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
+from scipy.special import gammaln
 
 from zooflow.atomic import atomic_path
 from zooflow.schema import Schema
@@ -42,6 +44,59 @@ def read_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return np.asarray(ids, dtype=str), votes, predictions, attrs
 
 
+# --- predictive of the counts, and the temperatures that calibrate it ------------------------------
+
+
+def mixture_count_pmf(n: np.ndarray, a: np.ndarray, b: np.ndarray | None, k_max: int) -> np.ndarray:
+    """(G, k_max + 1) pmf of a count out of ``n`` (G,), mixed over samples.
+
+    ``a``, ``b`` (G, T): Beta-binomial parameters (α_a, Σα − α_a); with ``b`` None, ``a`` holds
+    binomial ρ. Computed in log space; mass above each galaxy's N is 0.
+    """
+    k = np.arange(k_max + 1)[None, None, :]
+    n3 = np.asarray(n, dtype=np.float64)[:, None, None]
+    valid = k <= n3
+    kk = np.minimum(k, n3)
+    log_choose = gammaln(n3 + 1) - gammaln(kk + 1) - gammaln(n3 - kk + 1)
+    if b is None:
+        rho = np.clip(np.asarray(a, dtype=np.float64), 1e-300, 1 - 1e-16)[:, :, None]
+        log_pmf = log_choose + kk * np.log(rho) + (n3 - kk) * np.log1p(-rho)
+    else:
+        a3 = np.asarray(a, dtype=np.float64)[:, :, None]
+        b3 = np.asarray(b, dtype=np.float64)[:, :, None]
+        log_pmf = (
+            log_choose
+            + gammaln(kk + a3)
+            + gammaln(n3 - kk + b3)
+            - gammaln(n3 + a3 + b3)
+            - gammaln(a3)
+            - gammaln(b3)
+            + gammaln(a3 + b3)
+        )
+    pmf = np.where(valid, np.exp(log_pmf), 0.0)
+    return pmf.mean(axis=1)
+
+
+def apply_temperatures(
+    concentrations: np.ndarray, schema: Schema, temperatures: dict[str, float]
+) -> np.ndarray:
+    """Concentrations (G, A, T) with every answer of question q divided by τ_q."""
+    scale = np.ones(schema.n_answers)
+    for q in schema.questions:
+        scale[q.indices] = 1.0 / float(temperatures.get(q.name, 1.0))
+    return (np.asarray(concentrations, dtype=np.float64) * scale[None, :, None]).astype(
+        np.asarray(concentrations).dtype
+    )
+
+
+def read_temperatures(path: str | Path | None) -> dict[str, float]:
+    """{question: τ} from a calibration file; {} (no calibration) for None."""
+    if not path:
+        return {}
+    table = json.loads(Path(path).read_text())["temperatures"]
+    return {question: float(entry["temperature"]) for question, entry in table.items()}
+
+
 def gather_predictions(
     parts: Sequence[str | Path],
     out_path: str | Path,
@@ -53,12 +108,9 @@ def gather_predictions(
     """Concatenate shard-group prediction files (written by parallel jobs) into one.
 
     ``temperatures`` ({question: τ}, with ``schema``) calibrates Dirichlet concentrations on the
-    way (:func:`zooflow.calibration.apply_temperatures`); the file's ``temperatures`` attribute
+    way (:func:`apply_temperatures`); the file's ``temperatures`` attribute
     records them (JSON), so the raw concentrations are τ times those stored.
     """
-    import json
-
-    from zooflow.calibration import apply_temperatures
 
     count = 0
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
@@ -117,8 +169,6 @@ def _observed_interval(
     Discrete quantiles: lo is the smallest k with P(count <= k) >= (1 - interval)/2, hi the
     smallest with P >= 1 - (1 - interval)/2, so the interval holds at least ``interval``.
     """
-    from zooflow.calibration import mixture_count_pmf
-
     lo = np.full(len(k_totals), np.nan)
     hi = np.full(len(k_totals), np.nan)
     asked = np.flatnonzero(k_totals > 0)
@@ -255,8 +305,6 @@ def gather_and_summarise(
 ) -> int:
     """Join shard-group predictions into one file, calibrated by the run's temperatures
     (``calibration_path``, see :mod:`zooflow.calibration`), and write its per-galaxy summary."""
-    from zooflow.calibration import read_temperatures
-
     count = gather_predictions(
         parts,
         predictions_path,
