@@ -14,13 +14,15 @@
 
 Prints one row per number of labels: mean and spread over seeds of both scores for both
 trainings, the RMSE of the constant prediction (the training galaxies' mean fractions), and in
-how many seeds fine-tuning has the lower test loss.
+how many seeds fine-tuning has the lower test loss. With ``--unfreeze-layers N`` a third
+training per seed continues the fine-tuned one with the trunk's last N weighted layers unfrozen
+(``finetune.unfreeze_layers``) and is printed against the same scratch networks.
 
 Goal (representations issue, part 4): at 100 labels the fine-tuned network's test loss beats
 the network trained from scratch in all three seeds.
 
 Run: .venv/bin/python benchmarks/finetune.py [--n-galaxies 3000] [--survey-seed 42]
-     [--seeds 1 2 3] [--labels 100 300 1000] [--keep DIR]
+     [--seeds 1 2 3] [--labels 100 300 1000] [--unfreeze-layers N] [--keep DIR]
 About 40 minutes on 2 cores with the defaults (the base run, then 18 trainings).
 """
 
@@ -96,7 +98,7 @@ def baseline_rmse(train: pd.DataFrame, test: pd.DataFrame) -> float:
     return question_rmse(constant, observed, schema)["merging"][0]
 
 
-def one_training(root: Path, *, labels: int, seed: int, from_scratch: bool) -> dict:
+def one_training(root: Path, *, labels: int, seed: int, training: str, unfreeze: int) -> dict:
     import keras
 
     from zooflow.finetune import (
@@ -122,10 +124,14 @@ def one_training(root: Path, *, labels: int, seed: int, from_scratch: bool) -> d
         schema,
         train,
         split_labels(catalogue, splits, schema, "val"),
-        FineTuneConfig(labels=labels, from_scratch=from_scratch),
+        FineTuneConfig(
+            labels=labels,
+            from_scratch=training == "scratch",
+            unfreeze_layers=unfreeze if training == "unfrozen" else 0,
+        ),
         seed=seed,
     )
-    predictions = root / "scores" / f"{'scratch' if from_scratch else 'tuned'}_{labels}_{seed}.h5"
+    predictions = root / "scores" / f"{training}_{labels}_{seed}.h5"
     predictions.parent.mkdir(exist_ok=True)
     predict_catalogue(
         model,
@@ -142,44 +148,53 @@ def one_training(root: Path, *, labels: int, seed: int, from_scratch: bool) -> d
         "baseline_rmse": baseline_rmse(train, split_labels(catalogue, splits, schema, "test")),
         "labels": labels,
         "seed": seed,
-        "training": "scratch" if from_scratch else "fine-tuned",
+        "training": training,
         "test_nll": scores["test_nll"],
         "rmse": scores["rmse"]["merging"],
         "epochs": len(history),
     }
 
 
+def spread(values) -> str:
+    return f"{np.mean(values):.3f} +- {np.std(values, ddof=1) if len(values) > 1 else 0:.3f}"
+
+
 def report(results: pd.DataFrame) -> None:
+    reused = [t for t in ("fine-tuned", "unfrozen") if t in set(results["training"])]
     print(
-        "labels | fine-tuned NLL | scratch NLL | fine-tuned RMSE | scratch RMSE | "
-        "training-mean RMSE | tuned wins"
+        "labels | "
+        + " | ".join(f"{t} NLL" for t in [*reused, "scratch"])
+        + " | "
+        + " | ".join(f"{t} RMSE" for t in [*reused, "scratch"])
+        + " | training-mean RMSE | "
+        + " | ".join(f"{t} wins" for t in reused)
     )
     for labels, rows in results.groupby("labels"):
         wide = rows.pivot(
             index="seed", columns="training", values=["test_nll", "rmse", "baseline_rmse"]
         )
-        wins = int((wide["test_nll"]["fine-tuned"] < wide["test_nll"]["scratch"]).sum())
-
-        def spread(values) -> str:
-            return (
-                f"{np.mean(values):.3f} +- {np.std(values, ddof=1) if len(values) > 1 else 0:.3f}"
-            )
-
+        nll = [spread(wide["test_nll"][t]) for t in [*reused, "scratch"]]
+        rmse = [spread(wide["rmse"][t]) for t in [*reused, "scratch"]]
+        wins = [
+            f"{int((wide['test_nll'][t] < wide['test_nll']['scratch']).sum())}/{len(wide)}"
+            for t in reused
+        ]
         print(
-            f"{labels:>6} | {spread(wide['test_nll']['fine-tuned'])} | "
-            f"{spread(wide['test_nll']['scratch'])} | {spread(wide['rmse']['fine-tuned'])} | "
-            f"{spread(wide['rmse']['scratch'])} | "
-            f"{spread(wide['baseline_rmse']['scratch'])} | {wins}/{len(wide)}"
+            f"{labels:>6} | "
+            + " | ".join(nll + rmse)
+            + f" | {spread(wide['baseline_rmse']['scratch'])} | "
+            + " | ".join(wins)
         )
     smallest = results["labels"].min()
     at_smallest = results[results["labels"] == smallest].pivot(
         index="seed", columns="training", values="test_nll"
     )
-    won = bool((at_smallest["fine-tuned"] < at_smallest["scratch"]).all())
-    print(
-        f"goal: at {smallest} labels fine-tuning has the lower test loss in every seed: "
-        f"{'PASS' if won else 'FAIL'}"
-    )
+    for training in reused:
+        won = bool((at_smallest[training] < at_smallest["scratch"]).all())
+        print(
+            f"goal: at {smallest} labels {training} has the lower test loss in every seed: "
+            f"{'PASS' if won else 'FAIL'}"
+        )
 
 
 def main() -> None:
@@ -188,6 +203,12 @@ def main() -> None:
     parser.add_argument("--survey-seed", type=int, default=42)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--labels", type=int, nargs="+", default=[100, 300, 1000])
+    parser.add_argument(
+        "--unfreeze-layers",
+        type=int,
+        default=0,
+        help="also train with the trunk's last N weighted layers unfrozen (0: not)",
+    )
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="zooflow-finetune-"))
@@ -196,8 +217,17 @@ def main() -> None:
     rows = []
     for labels in args.labels:
         for seed in args.seeds:
-            for from_scratch in (False, True):
-                rows.append(one_training(root, labels=labels, seed=seed, from_scratch=from_scratch))
+            trainings = ["fine-tuned", "scratch"] + (["unfrozen"] if args.unfreeze_layers else [])
+            for training in trainings:
+                rows.append(
+                    one_training(
+                        root,
+                        labels=labels,
+                        seed=seed,
+                        training=training,
+                        unfreeze=args.unfreeze_layers,
+                    )
+                )
                 print(rows[-1], flush=True)
     results = pd.DataFrame(rows)
     results.to_csv(root / "finetune_results.csv", index=False)
