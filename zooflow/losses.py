@@ -25,7 +25,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from zooflow.schema import Question, Schema, load_schema
+from zooflow.schema import Schema, load_schema, schema_from_dict
 
 # Probabilities are clipped to [eps, 1 - eps] before taking logs. 1e-7 is representable next to 1
 # in float32 (spacing 6e-8), so log(1 - p) stays finite, and costs at most -log(1e-7) ≈ 16.1 nats.
@@ -42,33 +42,12 @@ def schema_to_config(schema: Schema) -> dict[str, Any]:
     tree reloads even when the file has moved. ``external_columns`` mappings are not kept: losses
     do not need them.
     """
-    return {
-        "name": schema.name,
-        "question_suffix": schema.question_suffix,
-        "questions": [
-            {"name": q.name, "answers": list(q.answers), "parent": q.parent}
-            for q in schema.questions
-        ],
-    }
+    return schema.to_dict(external_columns=False)
 
 
 def schema_from_config(config: dict[str, Any]) -> Schema:
     """Inverse of :func:`schema_to_config`."""
-    try:
-        entries = config["questions"]
-        questions: list[Question] = []
-        start = 0
-        for entry in entries:
-            answers = tuple(str(a) for a in entry["answers"])
-            questions.append(Question(str(entry["name"]), answers, entry.get("parent"), start))
-            start += len(answers)
-        return Schema(
-            name=str(config["name"]),
-            questions=tuple(questions),
-            question_suffix=str(config.get("question_suffix", "")),
-        )
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"not a serialised decision tree ({err!r}): {config!r}") from err
+    return schema_from_dict(config, "a model's serialised decision tree")
 
 
 def as_schema(schema: SchemaLike) -> Schema:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -87,6 +88,23 @@ class Schema:
     @property
     def n_questions(self) -> int:
         return len(self.questions)
+
+    def to_dict(self, *, external_columns: bool = True) -> dict[str, Any]:
+        """The tree as plain data (YAML / JSON): name, suffix, questions with their parents,
+        and, unless ``external_columns`` is False, the tree's column mappings;
+        :func:`schema_from_dict` reads it back."""
+        data: dict[str, Any] = {
+            "name": self.name,
+            "question_suffix": self.question_suffix,
+            "questions": [
+                {"name": q.name, "answers": list(q.answers)}
+                | ({} if q.parent is None else {"parent": q.parent})
+                for q in self.questions
+            ],
+        }
+        if external_columns and self.external_columns:
+            data["external_columns"] = self.external_columns
+        return data
 
     def question(self, name: str) -> Question:
         for q in self.questions:
@@ -186,6 +204,18 @@ def load_schema(name_or_path: str | Path, question_suffix: str | None = None) ->
         line = f", line {mark.line + 1}" if mark else ""
         problem = getattr(err, "problem", None) or err
         raise SchemaError(f"{where}{line}: not valid YAML ({problem})") from None
+    return schema_from_dict(raw, where, question_suffix, default_name=Path(str(name_or_path)).stem)
+
+
+def schema_from_dict(
+    raw: Any,
+    where: str = "decision tree",
+    question_suffix: str | None = None,
+    *,
+    default_name: str = "tree",
+) -> Schema:
+    """A checked :class:`Schema` from a tree's plain data (a YAML file's, or
+    :meth:`Schema.to_dict`'s as stored in a model's configuration); ``where`` starts errors."""
     if not isinstance(raw, dict) or not isinstance(raw.get("questions"), list):
         raise SchemaError(f"{where}: expected a mapping with a 'questions' list")
     questions: list[Question] = []
@@ -220,7 +250,7 @@ def load_schema(name_or_path: str | Path, question_suffix: str | None = None) ->
         if not isinstance(question_suffix, str):
             raise SchemaError(f"{where}: question_suffix {question_suffix!r} is not a string")
     return Schema(
-        name=str(raw.get("name", Path(str(name_or_path)).stem)),
+        name=str(raw.get("name", default_name)),
         questions=tuple(questions),
         question_suffix=question_suffix,
         external_columns=dict(raw.get("external_columns") or {}),
@@ -232,17 +262,7 @@ def write_resolved_tree(name_or_path: str | Path, question_suffix: str, out: str
     ``load_schema(out)`` then gives the same schema (name, questions, suffix, column mappings)
     as ``load_schema(name_or_path, question_suffix)``, which it returns."""
     schema = load_schema(name_or_path, question_suffix)
-    resolved = {
-        "name": schema.name,
-        "question_suffix": schema.question_suffix,
-        "questions": [
-            {"name": q.name, "answers": list(q.answers)}
-            | ({} if q.parent is None else {"parent": q.parent})
-            for q in schema.questions
-        ],
-    }
-    if schema.external_columns:
-        resolved["external_columns"] = schema.external_columns
+    resolved = schema.to_dict()
     header = (
         f"# The decision tree in use, resolved from {name_or_path} with its question suffix\n"
         "# (written by the workflow: change schema.tree or schema.question_suffix, not this file).\n"
