@@ -113,15 +113,21 @@ class AcquisitionOptions:
 
 AcquisitionFunction = Callable[[np.ndarray, Schema | None, AcquisitionOptions], AcquisitionResult]
 ACQUISITION_FUNCTIONS: dict[str, AcquisitionFunction] = {}
+# What each function's score means, in a reader's words (the explorer shows it beside the scores).
+SCORE_MEANINGS: dict[str, str] = {}
 
 
-def register(name: str) -> Callable[[AcquisitionFunction], AcquisitionFunction]:
-    """Decorator adding ``fn(predictions, schema, options) -> AcquisitionResult`` by name."""
+def register(
+    name: str, meaning: str | None = None
+) -> Callable[[AcquisitionFunction], AcquisitionFunction]:
+    """Decorator adding ``fn(predictions, schema, options) -> AcquisitionResult`` by name, with
+    what its score means to a reader (default: "the {name} acquisition score")."""
 
     def add(fn: AcquisitionFunction) -> AcquisitionFunction:
         if name in ACQUISITION_FUNCTIONS:
             raise AcquisitionError(f"an acquisition function named {name!r} is already registered")
         ACQUISITION_FUNCTIONS[name] = fn
+        SCORE_MEANINGS[name] = meaning or f"the {name} acquisition score"
         return fn
 
     return add
@@ -162,7 +168,7 @@ def _question_terms(
     )
 
 
-@register("bald")
+@register("bald", "mutual information between the galaxy's votes and the model (BALD)")
 def _bald(
     predictions: np.ndarray, schema: Schema | None, options: AcquisitionOptions
 ) -> AcquisitionResult:
@@ -182,7 +188,9 @@ def _bald(
     return AcquisitionResult(score, per_question.mutual_information, score)
 
 
-@register("power_bald")
+@register(
+    "power_bald", "log mutual information plus Gumbel noise: BALD's batch drawn in proportion"
+)
 def _power_bald(
     predictions: np.ndarray, schema: Schema | None, options: AcquisitionOptions
 ) -> AcquisitionResult:
@@ -201,7 +209,7 @@ def _power_bald(
     return AcquisitionResult(log_mi + gumbel, bald.per_question, bald.scores)
 
 
-@register("max_entropy")
+@register("max_entropy", "entropy of the predicted votes")
 def _max_entropy(
     predictions: np.ndarray, schema: Schema | None, options: AcquisitionOptions
 ) -> AcquisitionResult:
@@ -215,7 +223,9 @@ def _max_entropy(
     return AcquisitionResult(estimate.predictive_entropy, per_question.predictive_entropy)
 
 
-@register("epig")
+@register(
+    "epig", "what its votes would tell about the predictions for the survey's galaxies (EPIG)"
+)
 def _epig(
     predictions: np.ndarray, schema: Schema | None, options: AcquisitionOptions
 ) -> AcquisitionResult:
@@ -255,7 +265,7 @@ def _epig(
     return AcquisitionResult(value, None)
 
 
-@register("random")
+@register("random", "a uniform random draw (the baseline)")
 def _random(
     predictions: np.ndarray, schema: Schema | None, options: AcquisitionOptions
 ) -> AcquisitionResult:

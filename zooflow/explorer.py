@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from zooflow.acquisition import SCORE_MEANINGS
 from zooflow.atomic import atomic_path
 from zooflow.ids import ID_COLUMN, read_csv_with_ids
 from zooflow.schema import Schema
@@ -44,14 +45,6 @@ log = logging.getLogger(__name__)
 SHEET_COLUMNS = 32  # thumbnails per sprite-sheet row; a sheet holds SHEET_COLUMNS**2 galaxies
 NEIGHBOUR_QUERIES = 1024  # galaxies searched at once: the similarity block is this x 8192
 JPEG_QUALITY = 90
-# Why a strategy ranks a galaxy where it does, in a reader's words (zooflow.acquisition).
-STRATEGY_SCORES = {
-    "bald": "mutual information between the galaxy's votes and the model (BALD)",
-    "power_bald": "log mutual information plus Gumbel noise: BALD's batch drawn in proportion",
-    "epig": "what its votes would tell about the predictions for the survey's galaxies (EPIG)",
-    "max_entropy": "entropy of the predicted votes",
-    "random": "a uniform random draw (the baseline)",
-}
 REPRESENTATIONS_OFF = (
     "Nearest neighbours come from the network's representations, which this run did not "
     "write: set representations.enabled to true (e.g. snakemake full --config "
@@ -308,7 +301,7 @@ def explorer_data(
         "neighbours_note": REPRESENTATIONS_OFF,
         "rounds": [round_summary(r, position) for r in rounds],
         "strategies": {
-            s: STRATEGY_SCORES.get(s, f"the {s} acquisition score")
+            s: SCORE_MEANINGS.get(s, f"the {s} acquisition score")
             for s in dict.fromkeys(r.strategy for r in rounds)
         },
     }
