@@ -32,6 +32,20 @@ KEY_ANSWERS = (
 )
 
 
+def panel_grid(n_panels: int, columns: int, panel_size: tuple[float, float]):
+    """A figure of ``n_panels`` panels, ``columns`` to a row (fewer if fewer panels), each
+    ``panel_size`` inches; the grid's spare panels are blank. Returns (figure, axes (rows, cols))
+    with at least one panel, so a figure that has nothing to show can say so."""
+    columns = min(columns, max(n_panels, 1))
+    rows = max(1, -(-n_panels // columns))
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(panel_size[0] * columns, panel_size[1] * rows), squeeze=False
+    )
+    for ax in list(axes.flat)[n_panels:]:
+        ax.axis("off")
+    return fig, axes
+
+
 def plot_coverage(coverage: pd.DataFrame, out_path: str | Path) -> None:
     """W+20 coverage: predicted vs observed probability of k within E[k] ± e, per answer."""
     fig, ax = plt.subplots(figsize=(5.5, 5))
@@ -67,9 +81,7 @@ def plot_pit(pit: pd.DataFrame, schema: Schema, out_path: str | Path) -> None:
     owner = {col: q.name for q in schema.questions for col in schema.label_cols[q.indices]}
     scored = pit[pit["n_counts"] > 0].assign(question=lambda t: t["answer"].map(owner))
     questions = [q for q in schema.question_names if q in set(scored["question"])]
-    ncols = min(5, max(len(questions), 1))
-    nrows = max(1, int(np.ceil(len(questions) / ncols)))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 2.6 * nrows), squeeze=False)
+    fig, axes = panel_grid(len(questions), 5, (3.0, 2.6))
     centres = (np.arange(len(bins)) + 0.5) / len(bins)
     for ax, question in zip(axes.flat, questions, strict=False):
         rows = scored[scored["question"] == question]
@@ -83,8 +95,6 @@ def plot_pit(pit: pd.DataFrame, schema: Schema, out_path: str | Path) -> None:
         ax.set_title(question, fontsize=9)
         ax.set_xlim(0, 1)
         ax.legend(fontsize=6, title="in central 90%", title_fontsize=6, loc="upper center")
-    for ax in list(axes.flat)[len(questions) :]:
-        ax.axis("off")
     if not questions:
         axes[0, 0].text(0.5, 0.5, "no answer had enough votes to score", ha="center")
     fig.supxlabel("PIT of the observed count under its predictive")
@@ -285,9 +295,7 @@ def plot_learning_curves(curves: pd.DataFrame, saved: Mapping, out_path: str | P
         )
         if m in curves and curves[m].notna().any()
     ]
-    ncols = 3
-    nrows = max(int(np.ceil(len(metrics) / ncols)), 1)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
+    fig, axes = panel_grid(len(metrics), 3, (4.2, 3.4))
     for ax, metric in zip(axes.flat, metrics, strict=False):
         for strategy, part in curves.groupby("strategy"):
             stats_ = part.groupby("round").agg(
@@ -309,8 +317,6 @@ def plot_learning_curves(curves: pd.DataFrame, saved: Mapping, out_path: str | P
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("labelled galaxies")
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(metrics) :]:
-        ax.axis("off")
     if not metrics:
         _note(axes[0, 0], "No scores yet: the rounds have no test metrics")
     fig.tight_layout()
@@ -480,8 +486,7 @@ def plot_anomalies(
 ) -> None:
     """The galaxies of ``ranked`` (``rank``, ``id_str``, ``outlier_score``), most unusual
     first, in a grid titled with rank, id and score."""
-    n_rows = max(1, -(-len(ranked) // columns))
-    fig, axes = plt.subplots(n_rows, columns, figsize=(1.5 * columns, 1.7 * n_rows), squeeze=False)
+    fig, axes = panel_grid(len(ranked), columns, (1.5, 1.7))
     with h5py.File(images_path, "r") as f:
         index = {s: n for n, s in enumerate(f["id_str"].asstr()[:])}
         for ax, (rank, galaxy, score) in zip(
