@@ -47,6 +47,8 @@ rule similar:
         ),
     log:
         "logs/{run}/similar.log",
+    benchmark:
+        "results/benchmarks/{run}/similar.tsv"
     wildcard_constraints:
         run=f"full|{PREDICTIONS}",
     conda:
