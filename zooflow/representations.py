@@ -31,7 +31,11 @@ from zooflow.atomic import atomic_path
 from zooflow.ids import ID_COLUMN
 from zooflow.jsonfile import write_json
 
-BLOCK = 8192
+# Galaxies per block (and per Parquet row group): 2,048 x 256 float32 features is 2 MB. Small
+# blocks reach steady memory early: with 8,192 the job's peak still grew from 10k to 100k
+# galaxies (1.30x, the 10k splits being smaller than a block), with 2,048 it is flat (1.09x,
+# benchmarks/survey_scale.py). Similarity search reads its query batches in blocks too.
+BLOCK = 2048
 
 
 @dataclass(frozen=True)
