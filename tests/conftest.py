@@ -38,11 +38,16 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
+# Cores of the suite's Snakemake runs (the shared tiny runs too): the SLURM test asks its
+# cluster for as many, so that its outputs can be compared with theirs byte for byte.
+REFERENCE_CORES = 2
+
+
 def run_snakemake(
     workdir: Path, *args: str, timeout: float = 600, check: bool = True
 ) -> subprocess.CompletedProcess:
     """Run the Snakemake CLI of this environment in ``workdir``; show its output on failure."""
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(REFERENCE_CORES), *args]
     # As a user's shell has it: the workflow itself quiets TensorFlow for its jobs.
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run(
