@@ -211,7 +211,7 @@ def prediction_products():
     predictions = expand(
         f"results/{PREDICTIONS}/{{split}}_predictions.h5", split=SPLITS
     )
-    predictions += representation_products(PREDICTIONS)
+    predictions += representation_products(PREDICTIONS) + explorer_products(PREDICTIONS)
     if config["train"]["head"] != "dirichlet":
         return predictions
     return predictions + expand(
@@ -500,16 +500,25 @@ def al_products():
     return products + run_products(final)
 
 
-def explorer_products():
-    """The browsable site of the supervised run (explorer.enabled), built with `full`."""
-    return ["results/explorer/index.html"] if config["explorer"]["enabled"] else []
+# The run the explorer shows: the supervised run, or in a prediction-only run (predict.model)
+# the given model's predictions.
+EXPLORED_RUN = PREDICTIONS if PREDICTION_MODEL else "full"
+
+
+def explorer_products(run):
+    """The browsable site (explorer.enabled), built with the run it shows: `full`, or the
+    default target of a prediction-only run."""
+    wanted = config["explorer"]["enabled"] and run == EXPLORED_RUN
+    return ["results/explorer/index.html"] if wanted else []
 
 
 def explorer_representations():
     """The compressed representations the explorer's neighbours come from, when written."""
-    if not wants_representations("full"):
+    if not wants_representations(EXPLORED_RUN):
         return []
-    return expand("results/full/representations/{split}_pca.parquet", split=SPLITS)
+    return expand(
+        f"results/{EXPLORED_RUN}/representations/{{split}}_pca.parquet", split=SPLITS
+    )
 
 
 def explorer_rounds():

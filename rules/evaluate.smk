@@ -90,4 +90,4 @@ rule full:
         expand("results/full/{split}_posteriors.parquet", split=SPLITS),
         release_products("full", SPLITS),
         representation_products("full"),
-        explorer_products(),
+        explorer_products("full"),

@@ -1,9 +1,12 @@
-# A browsable site of the supervised run: every galaxy's thumbnail and posteriors, its
-# neighbours (with representations) and, with explorer.active_learning, what each strategy
-# acquired: see zooflow.explorer. Its inputs are files the run writes anyway.
+# A browsable site of the supervised run, or of a prediction-only run's predictions
+# (EXPLORED_RUN): every galaxy's thumbnail and posteriors, its neighbours (with representations)
+# and, with explorer.active_learning, what each strategy acquired: see zooflow.explorer. Its
+# inputs are files the run writes anyway.
 rule explorer:
     input:
-        posteriors=expand("results/full/{split}_posteriors.parquet", split=SPLITS),
+        posteriors=expand(
+            f"results/{EXPLORED_RUN}/{{split}}_posteriors.parquet", split=SPLITS
+        ),
         images=f"{DATA}/images.h5",
         catalogue=f"{DATA}/catalogue.parquet",
         representations=explorer_representations(),

@@ -161,6 +161,13 @@ def test_a_given_model_predicts_a_catalogue_without_votes_and_trains_nothing(
     assert anomalies["rank"].tolist() == list(range(1, len(catalogue) + 1))
     assert anomalies["outlier_score"].is_monotonic_decreasing
     assert (represented / "anomalies.png").stat().st_size > 5000
+    # The explorer shows the given model's predictions, every galaxy with its neighbours.
+    from zooflow.explorer import read_explorer_data
+
+    site = read_explorer_data(workdir / "results" / "explorer")
+    assert sorted(site["ids"]) == sorted(catalogue["id_str"])
+    assert site["neighbours"] is not None and len(site["neighbours"]) == len(catalogue)
+    assert "rule explorer:" in ran
 
     # Same model, same galaxies, same seed: the full run's posteriors, calibrated the same way.
     ids, _, given, attrs = read_predictions(
