@@ -251,6 +251,18 @@ def test_per_galaxy_volunteers_and_bad_input(trees):
     assert mixed[1] == 0.0  # nobody asked: nothing to learn
     np.testing.assert_allclose(mixed[[0, 3]], expected_information_gain(alpha[[0, 3]], schema, 2))
     np.testing.assert_allclose(mixed[2], expected_information_gain(alpha[[2]], schema, 4)[0])
+    # The per-question sum takes one number of volunteers per galaxy the same way.
+    summed = expected_information_gain(
+        alpha, schema, np.array([2, 0, 4, 2]), estimator="question_sum"
+    )
+    assert summed[1] == 0.0
+    np.testing.assert_allclose(
+        summed[[0, 3]],
+        expected_information_gain(alpha[[0, 3]], schema, 2, estimator="question_sum"),
+    )
+    np.testing.assert_allclose(
+        summed[2], expected_information_gain(alpha[[2]], schema, 4, estimator="question_sum")[0]
+    )
     with pytest.raises(InformationError, match="row 1"):
         bad = alpha.copy()
         bad[1, 0, 0] = np.nan

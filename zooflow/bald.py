@@ -247,7 +247,7 @@ class DirichletMultinomialTerms:
 def dirichlet_multinomial_entropies(
     concentration_samples: np.ndarray,
     schema: Schema,
-    expected_votes: float,
+    expected_votes: float | np.ndarray,
     *,
     exact_outcome_limit: int = DEFAULT_EXACT_OUTCOME_LIMIT,
     draws_per_sample: int = DEFAULT_DRAWS_PER_SAMPLE,
@@ -255,7 +255,8 @@ def dirichlet_multinomial_entropies(
 ) -> DirichletMultinomialTerms:
     """H[p̄] and mean_t H[p_t] per galaxy and question for the Dirichlet head.
 
-    For question q, N_q = round(expected_votes × P(q asked)) (halves round up), where P(asked) is
+    For question q, N_q = round(expected_votes × P(q asked)) (halves round up; ``expected_votes``
+    one number or one per galaxy), where P(asked) is
     ``schema.p_asked`` of the mean predicted fractions. Galaxies whose question has at most
     ``exact_outcome_limit`` outcomes, C(N_q + K − 1, K − 1), are enumerated exactly; the rest
     use the stratified Monte-Carlo estimate of :func:`_dm_entropies_monte_carlo` with
@@ -263,8 +264,12 @@ def dirichlet_multinomial_entropies(
     (seed, question index, N_q), so the same inputs in the same order give the same numbers.
     """
     alpha = check_concentrations(concentration_samples, schema, AcquisitionError)
-    if not (np.isfinite(expected_votes) and expected_votes >= 0):
-        raise AcquisitionError(f"expected_votes must be finite and >= 0; got {expected_votes!r}")
+    votes = np.asarray(expected_votes, dtype=np.float64)
+    if votes.shape not in ((), (alpha.shape[0],)) or not np.all(np.isfinite(votes) & (votes >= 0)):
+        raise AcquisitionError(
+            "expected_votes must be finite and >= 0, one number or one per galaxy; got "
+            f"{expected_votes!r}"
+        )
     if exact_outcome_limit < 1 or draws_per_sample < 1:
         raise AcquisitionError(
             "exact_outcome_limit and draws_per_sample must be >= 1; got "
@@ -272,7 +277,7 @@ def dirichlet_multinomial_entropies(
         )
     n_galaxies = alpha.shape[0]
     p_asked = schema.p_asked(mean_vote_fractions(alpha, schema))
-    n_votes = np.floor(expected_votes * p_asked + 0.5).astype(np.int64)
+    n_votes = np.floor(np.reshape(votes, (-1, 1)) * p_asked + 0.5).astype(np.int64)
 
     predictive = np.zeros((n_galaxies, schema.n_questions))
     expected = np.zeros((n_galaxies, schema.n_questions))

@@ -451,25 +451,14 @@ def _question_sum_terms(
 ) -> InformationEstimate:
     """The ``question_sum`` estimator: per-question terms, combined with weight × P(asked)."""
     weights = question_weight_vector(schema, question_weights)
-    seed = int(rng.integers(2**31))
-    distinct = np.unique(n)
-    parts = []
-    for value in distinct:
-        rows = np.flatnonzero(n == value) if len(distinct) > 1 else slice(None)
-        parts.append(
-            (
-                rows,
-                dirichlet_multinomial_entropies(
-                    alpha[rows],
-                    schema,
-                    float(value),
-                    exact_outcome_limit=exact_outcome_limit,
-                    draws_per_sample=draws_per_sample,
-                    seed=seed,
-                ),
-            )
-        )
-    terms = parts[0][1] if len(parts) == 1 else _stack_question_terms(parts, len(alpha))
+    terms = dirichlet_multinomial_entropies(
+        alpha,
+        schema,
+        n,
+        exact_outcome_limit=exact_outcome_limit,
+        draws_per_sample=draws_per_sample,
+        seed=int(rng.integers(2**31)),
+    )
     counted = weights > 0
     return InformationEstimate(
         mutual_information=combine_questions(terms.mutual_information, terms.p_asked, weights),
@@ -479,19 +468,6 @@ def _question_sum_terms(
         exact=np.full(len(alpha), bool(terms.exact[counted].all())),
         question_terms=terms,
     )
-
-
-def _stack_question_terms(parts, n_galaxies: int) -> DirichletMultinomialTerms:
-    """One set of per-question terms from those computed for each number of volunteers."""
-    fields = {}
-    for name in ("predictive_entropy", "expected_entropy", "p_asked", "n_votes"):
-        first = getattr(parts[0][1], name)
-        stacked = np.zeros((n_galaxies, *first.shape[1:]), dtype=first.dtype)
-        for rows, terms in parts:
-            stacked[rows] = getattr(terms, name)
-        fields[name] = stacked
-    exact = np.logical_and.reduce([terms.exact for _, terms in parts])
-    return DirichletMultinomialTerms(**fields, exact=exact)
 
 
 def row_chunks(rows: np.ndarray, per_row_elements: int) -> list[np.ndarray]:
