@@ -1,6 +1,6 @@
 """Snakemake entry point: check every catalogue row, keep the good ones, explain the rest."""
 
-from zooflow.catalogue import ingest_catalogue, write_ingest
+from zooflow.catalogue import ingest_to_files
 from zooflow.runlog import log_to
 from zooflow.schema import load_schema
 
@@ -8,10 +8,13 @@ from zooflow.schema import load_schema
 if __name__ == "__main__":
     with log_to(snakemake.log.main):
         params = snakemake.params
-        result = ingest_catalogue(
+        ingest_to_files(
             snakemake.input.catalogue,
             snakemake.input.images,
             load_schema(snakemake.input.tree),
+            snakemake.output.clean,
+            snakemake.log.rejected,
+            max_rejected_fraction=params.max_rejected_fraction,
             column_mapping=params.column_mapping or None,
             id_column=params.id_column,
             file_column=params.file_column,
@@ -20,10 +23,4 @@ if __name__ == "__main__":
             tree_tolerance_votes=params.tree_tolerance_votes,
             threads=snakemake.threads,
             votes_optional=params.votes_optional,
-        )
-        write_ingest(
-            result,
-            snakemake.output.clean,
-            snakemake.log.rejected,
-            max_rejected_fraction=params.max_rejected_fraction,
         )

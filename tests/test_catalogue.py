@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from zooflow.catalogue import IngestError, ingest_catalogue, write_ingest
+from zooflow.catalogue import (
+    IngestError,
+    ingest_catalogue,
+    ingest_to_files,
+    iter_ingest,
+    write_ingest,
+)
 from zooflow.ids import read_csv_with_ids
 from zooflow.schema import Schema, load_schema
 
@@ -582,3 +588,101 @@ def test_unreadable_catalogue_errors(tmp_path: Path, images: Path, decals: Schem
     )
     with pytest.raises(IngestError, match="has no rows"):
         ingest_catalogue(tmp_path / "empty.csv", images, decals)
+
+
+# --- catalogues read in blocks ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_blocks_of_rows_give_exactly_the_one_pass_result(
+    bad_csv, bad_result, tmp_path: Path, images: Path, decals: Schema, suffix
+):
+    """Blocks of 3 rows: duplicates found across blocks (good_0 repeats 13 rows later), row numbers
+    the catalogue's, every kept and rejected row as one pass over the whole table gives."""
+    path, frame, _ = bad_csv
+    if suffix == ".parquet":
+        path = tmp_path / "catalogue.parquet"
+        frame.to_parquet(path, index=False)
+    blocks = list(iter_ingest(path, images, decals, chunk_rows=3))
+    assert [b.n_input for b in blocks] == [3] * (len(frame) // 3) + [len(frame) % 3] * (
+        len(frame) % 3 > 0
+    )
+    joined = ingest_catalogue(path, images, decals, chunk_rows=3)
+    pd.testing.assert_frame_equal(joined.clean, bad_result.clean)
+    pd.testing.assert_frame_equal(joined.rejected, bad_result.rejected)
+
+
+def test_ingest_to_files_in_blocks_writes_what_one_pass_writes(
+    bad_csv, bad_result, tmp_path: Path, images: Path, decals: Schema
+):
+    path, _, _ = bad_csv
+    write_ingest(bad_result, tmp_path / "one.parquet", tmp_path / "one.csv", 0.9)
+    ingest_to_files(
+        path,
+        images,
+        decals,
+        tmp_path / "blocks.parquet",
+        tmp_path / "blocks.csv",
+        0.9,
+        chunk_rows=4,
+    )
+    assert (tmp_path / "blocks.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "blocks.parquet"), pd.read_parquet(tmp_path / "one.parquet")
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "blocks.csv",
+        "blocks.parquet",
+        "one.csv",
+        "one.parquet",
+    ]  # no parts or temporaries left behind
+    with pytest.raises(IngestError, match=r"rows rejected .* max_rejected_fraction=20.0%"):
+        ingest_to_files(path, images, decals, tmp_path / "c.parquet", tmp_path / "r.csv", 0.2)
+
+
+def test_a_column_typed_differently_in_two_blocks_takes_the_type_holding_both(
+    tmp_path: Path, images: Path, decals: Schema
+):
+    """CSV blocks are typed one by one: 'mag' is int64 in the first block and float64 (an empty
+    cell) in the second, 'note' int64 then text; the joined file reads as the whole table does."""
+    votes = consistent_votes(decals, fixed_rng())
+    rows = [
+        {"id_str": f"g{i}", "file_loc": "shared.png", "mag": mag, "note": note, **votes}
+        for i, (mag, note) in enumerate([(1, 7), (2, 8), (None, "x"), (4, None)])
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "cat.csv", index=False)
+    ingest_to_files(
+        tmp_path / "cat.csv",
+        images,
+        decals,
+        tmp_path / "c.parquet",
+        tmp_path / "r.csv",
+        0.0,
+        chunk_rows=2,
+    )
+    whole = pd.read_csv(tmp_path / "cat.csv")
+    written = pd.read_parquet(tmp_path / "c.parquet")
+    assert written["mag"].dtype == np.float64
+    np.testing.assert_array_equal(written["mag"], whole["mag"])
+    assert written["note"].tolist()[:3] == ["7", "8", "x"] and pd.isna(written["note"].iloc[3])
+    assert written["row"].tolist() == [0, 1, 2, 3]
+
+
+def test_a_catalogue_broken_after_its_first_block_leaves_no_partial_output(
+    tmp_path: Path, images: Path, decals: Schema
+):
+    votes = consistent_votes(decals, fixed_rng())
+    rows = [{"id_str": f"g{i}", "file_loc": "shared.png", **votes} for i in range(5)]
+    text = pd.DataFrame(rows).to_csv(index=False)
+    (tmp_path / "cat.csv").write_text(text + "g5,shared.png,1,2,3,extra,cells" + ",9" * 60 + "\n")
+    with pytest.raises(IngestError, match="cannot be read"):
+        ingest_to_files(
+            tmp_path / "cat.csv",
+            images,
+            decals,
+            tmp_path / "c.parquet",
+            tmp_path / "r.csv",
+            0.0,
+            chunk_rows=2,
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.csv"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from zooflow.preprocess import prepare_file, prepare_image, preprocess_catalogue, worker_kind
+from zooflow.preprocess import (
+    parallel_map,
+    prepare_file,
+    prepare_image,
+    preprocess_catalogue,
+    worker_kind,
+)
 
 
 def random_rgb(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
@@ -211,10 +218,28 @@ def test_worker_kind_avoids_fork_once_tensorflow_is_loaded(monkeypatch):
     assert worker_kind() == "thread"
 
 
+def test_the_pool_is_given_a_window_of_items_at_a_time(monkeypatch):
+    """pool.map takes every item it is given at once; a survey of millions must not be."""
+    monkeypatch.setattr("zooflow.preprocess.worker_kind", lambda: "thread")
+    monkeypatch.setattr("zooflow.preprocess._ITEMS_IN_FLIGHT", 4)
+    taken = []
+
+    def items():
+        for item in range(10):
+            taken.append(item)
+            yield item
+
+    results = parallel_map(operator.neg, items(), threads=2)
+    first = next(results)
+    assert len(taken) == 4
+    assert [first, *results] == [-item for item in range(10)]
+
+
 def test_two_thread_workers_write_the_same_file_as_one(tmp_path, mixed_catalogue, monkeypatch):
     settings = {"image_size": 10, "crop_fraction": 1.0, "greyscale": False}
     preprocess_catalogue(mixed_catalogue, tmp_path / "one.h5", **settings, threads=1)
     monkeypatch.setattr("zooflow.preprocess.worker_kind", lambda: "thread")
+    monkeypatch.setattr("zooflow.preprocess._ITEMS_IN_FLIGHT", 2)  # windows of 2 of 9 images
     preprocess_catalogue(mixed_catalogue, tmp_path / "two.h5", **settings, threads=2)
     one, two = read_h5(tmp_path / "one.h5"), read_h5(tmp_path / "two.h5")
     np.testing.assert_array_equal(one[0], two[0])
@@ -228,8 +253,10 @@ def test_two_process_workers_write_the_same_file_as_one(tmp_path, mixed_catalogu
     preprocess_catalogue(mixed_catalogue, tmp_path / "one.h5", **settings, threads=1)
     program = (
         "import sys\n"
+        "import zooflow.preprocess\n"
         "from zooflow.preprocess import preprocess_catalogue, worker_kind\n"
         "assert worker_kind() == 'process'\n"
+        "zooflow.preprocess._ITEMS_IN_FLIGHT = 4\n"
         "preprocess_catalogue(sys.argv[1], sys.argv[2], image_size=10, crop_fraction=1.0,\n"
         "                     greyscale=False, threads=2)\n"
     )

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from zooflow.catalogue import iter_catalogue_columns
 from zooflow.splits import SPLITS, assign_splits, hash_uniform, write_splits
 
 FRACTIONS = {"test_fraction": 0.2, "val_fraction": 0.1, "initial_fraction": 0.15}
@@ -134,17 +135,37 @@ def test_write_splits_writes_csv_in_catalogue_order_and_logs_counts(tmp_path, ca
     catalogue = write_catalogue(tmp_path / "catalogue.parquet", galaxies, labelled)
     out = tmp_path / "data" / "splits.csv"
     with caplog.at_level(logging.INFO, logger="zooflow.splits"):
-        table = write_splits(catalogue, out, seed=9, **FRACTIONS)
+        returned = write_splits(catalogue, out, seed=9, **FRACTIONS)
     on_disk = pd.read_csv(out, dtype=str)
     assert list(on_disk.columns) == ["id_str", "split"]
     assert on_disk["id_str"].tolist() == galaxies
     expected = assign_splits(galaxies, labelled, seed=9, **FRACTIONS)
     np.testing.assert_array_equal(on_disk["split"], expected)
-    pd.testing.assert_frame_equal(table.astype(str), on_disk)
     counts = pd.Series(expected).value_counts()
+    assert returned.to_dict() == {name: counts.get(name, 0) for name in SPLITS}
     assert f"test {counts['test']}, val {counts['val']}" in caplog.text
     assert "120 unlabelled" in caplog.text
     assert sorted(p.name for p in out.parent.iterdir()) == ["splits.csv"]
+
+
+def test_write_splits_in_blocks_equals_one_pass_and_finds_duplicates_across_blocks(tmp_path):
+    galaxies = ids(50)
+    labelled = np.arange(50) % 3 != 0
+    catalogue = write_catalogue(tmp_path / "c.parquet", galaxies, labelled)
+    write_splits(catalogue, tmp_path / "one.csv", seed=4, **FRACTIONS)
+    blocks = list(iter_catalogue_columns(catalogue, ["id_str", "labelled"], chunk_rows=7))
+    assert [len(b) for b in blocks] == [7] * 7 + [1]
+    expected = pd.read_csv(tmp_path / "one.csv", dtype=str)
+    np.testing.assert_array_equal(
+        expected["split"], assign_splits(galaxies, labelled, seed=4, **FRACTIONS)
+    )
+    repeated = write_catalogue(tmp_path / "r.parquet", [*galaxies, "x", galaxies[3]], [True] * 52)
+    with pytest.raises(ValueError, match=rf"rows \[3, 51\] share '{galaxies[3]}'"):
+        list(iter_catalogue_columns(repeated, ["id_str"], chunk_rows=7))
+    empty_cell = tmp_path / "e.parquet"
+    pd.DataFrame({"id_str": [*galaxies[:20], None], "labelled": True}).to_parquet(empty_cell)
+    with pytest.raises(ValueError, match="row 20 has no id_str"):
+        list(iter_catalogue_columns(empty_cell, ["id_str", "labelled"], chunk_rows=7))
 
 
 def test_write_splits_keeps_leading_zeros_in_ids(tmp_path):

@@ -18,8 +18,10 @@ kept with zero counts and ``labelled=False``, as active learning needs such gala
 with only some empty cells is rejected.
 
 The id and vote checks live in :mod:`zooflow.vote_checks`, which votes arriving after ingest
-share; this module reads the catalogue, maps its columns, checks the images, writes the result
-and reads its columns back for later stages.
+share, and the column checks in :mod:`zooflow.catalogue_columns`; this module reads the
+catalogue, checks the images, writes the result and reads its columns back for later stages.
+It reads and checks the catalogue in blocks of rows (``chunk_rows``) and writes each block as it
+goes, so a survey of millions of galaxies is ingested in the memory of one block.
 
 The clean table has ``id_str``, ``file_loc`` (absolute path), the other input columns unchanged,
 every ``schema.label_cols`` and ``schema.total_cols`` as int64 (totals recomputed from the
@@ -28,20 +30,30 @@ counts), ``labelled`` and ``row`` (0-based data row of the input). Input order i
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-import re
-import string
-from collections.abc import Mapping, Sequence
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from zooflow.atomic import atomic_path
-from zooflow.ids import ID_COLUMN, float_id_error, read_csv_with_ids
+from zooflow.catalogue_columns import (
+    FILE_COLUMN,
+    IngestError,
+    check_columns,
+    resolve_column_mapping,
+    template_fields,
+)
+from zooflow.ids import ID_COLUMN, float_id_error, iter_csv_with_ids
 from zooflow.images import image_problem
 from zooflow.schema import Schema
 from zooflow.vote_checks import id_reasons, is_missing, normalise_ids, tree_reasons, vote_counts
@@ -49,17 +61,14 @@ from zooflow.vote_checks import id_reasons, is_missing, normalise_ids, tree_reas
 log = logging.getLogger(__name__)
 
 
-FILE_COLUMN = "file_loc"
 LABELLED_COLUMN = "labelled"
 ROW_COLUMN = "row"
 REJECTED_COLUMNS = [ID_COLUMN, "file", "reason", ROW_COLUMN]
 
 # How many rejected rows the too-many-rejected error quotes.
 _MAX_REASONS_QUOTED = 5
-
-
-class IngestError(RuntimeError):
-    """A catalogue that cannot be ingested: unreadable, missing columns, or too many bad rows."""
+# Rows checked at once: ingest's memory is that of one block, whatever the catalogue's length.
+DEFAULT_CHUNK_ROWS = 2048
 
 
 @dataclass
@@ -78,148 +87,40 @@ class IngestResult:
 # --- reading and column mapping ------------------------------------------------------------
 
 
-def read_catalogue(path: str | Path, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Read a CSV (optionally compressed) or parquet catalogue.
+def iter_catalogue(
+    path: str | Path, text_columns: tuple[str, ...] = (), chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> Iterator[pd.DataFrame]:
+    """Read a CSV (optionally compressed) or parquet catalogue in blocks of ``chunk_rows`` rows.
 
     ``text_columns`` are read from CSV as the exact text of each cell, so that ids such as
     ``dr7objid`` (18 digits), ``000123`` or ``NA`` survive instead of passing through float, int
-    or missing.
+    or missing. A catalogue with no rows gives one empty block (its columns).
     """
     path = Path(path)
     if not path.is_file():
         raise IngestError(f"catalogue {path} does not exist")
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     suffixes = [s.lower() for s in path.suffixes]
     try:
         if suffixes and suffixes[-1] in (".parquet", ".pq"):
-            return pd.read_parquet(path)
+            parquet = pq.ParquetFile(path)
+            if parquet.metadata.num_rows == 0:
+                yield parquet.schema_arrow.empty_table().to_pandas()
+                return
+            for batch in parquet.iter_batches(batch_size=chunk_rows):
+                yield pa.Table.from_batches([batch]).to_pandas()
+            return
         if ".csv" in suffixes or ".tsv" in suffixes:
             sep = "\t" if ".tsv" in suffixes else ","
-            return read_csv_with_ids(path, id_columns=text_columns, sep=sep)
-    except (ValueError, OSError) as err:
+            yield from iter_csv_with_ids(path, text_columns, chunk_rows, sep=sep)
+            return
+    except (ValueError, OSError, pa.ArrowException) as err:
         raise IngestError(f"catalogue {path} cannot be read: {err}") from err
     raise IngestError(
         f"catalogue {path}: unknown format {''.join(path.suffixes)!r}; "
         "expected .csv, .csv.gz, .tsv or .parquet"
     )
-
-
-def resolve_column_mapping(
-    schema: Schema, column_mapping: Mapping[str, str] | str | None
-) -> dict[str, str]:
-    """{catalogue column: schema column} from None (identity), a dict, or a shipped mapping name."""
-    if column_mapping is None:
-        return {}
-    if isinstance(column_mapping, str):
-        try:
-            return schema.external_mapping(column_mapping)
-        except KeyError as err:
-            raise IngestError(str(err.args[0])) from err
-    known = set(schema.label_cols) | set(schema.total_cols)
-    unknown = {src: dst for src, dst in column_mapping.items() if dst not in known}
-    if unknown:
-        raise IngestError(
-            f"column_mapping maps onto columns that tree {schema.name!r} does not have: {unknown}"
-        )
-    return dict(column_mapping)
-
-
-def _check_columns(
-    frame: pd.DataFrame,
-    schema: Schema,
-    mapping: dict[str, str],
-    id_column: str,
-    file_column: str,
-    file_template: str | None,
-    where: str | Path,
-) -> None:
-    """Raise one IngestError listing every required column the catalogue lacks."""
-    source_of = {dst: src for src, dst in mapping.items()}
-    present = set(frame.columns)
-    missing = []
-    if id_column not in present:
-        missing.append(f"{id_column} (id column)")
-    for col in schema.label_cols:
-        src = source_of.get(col, col)
-        if src not in present:
-            missing.append(src if src == col else f"{src} (for {col})")
-    if missing:
-        hint = ""
-        if not mapping:
-            shipped = [
-                name
-                for name in schema.external_columns
-                if present & set(schema.external_mapping(name))
-            ]
-            if shipped:
-                hint = (
-                    f"; its columns look like a shipped mapping, try column_mapping={shipped[0]!r}"
-                )
-            elif not present & set(schema.label_cols):
-                raise IngestError(_no_vote_columns(schema, present, where))
-        raise IngestError(
-            f"catalogue {where} lacks {len(missing)} required column(s): {', '.join(missing)}{hint}"
-        )
-    if file_column not in present and file_template is None:
-        raise IngestError(
-            f"catalogue {where} has no image column {file_column!r} and no file_template was "
-            "given (e.g. file_template='{" + id_column + "}.png')"
-        )
-    if file_column not in present:
-        fields = _template_fields(file_template)
-        unknown = sorted(f for f in fields if f not in present and f != ID_COLUMN)
-        if unknown:
-            raise IngestError(
-                f"file_template {file_template!r} names column(s) {unknown} that catalogue "
-                f"{where} does not have"
-            )
-    renamed = [mapping.get(c, c) for c in frame.columns]
-    clashes = sorted({c for c in renamed if renamed.count(c) > 1})
-    if clashes:
-        raise IngestError(
-            f"catalogue {where}: after column_mapping these columns appear twice: {clashes}"
-        )
-    for reserved, source in ((ID_COLUMN, id_column), (FILE_COLUMN, file_column)):
-        if reserved != source and reserved in present:
-            raise IngestError(
-                f"catalogue {where} has a column {reserved!r} besides the chosen column "
-                f"{source!r}; the output names {source!r} {reserved!r}, so drop or rename one"
-            )
-
-
-def _no_vote_columns(schema: Schema, present: set[str], where: str | Path) -> str:
-    """Why none of the tree's vote columns is there; often a question_suffix that does not match
-    ('smooth-or-featured-dr5_smooth' wants question_suffix '-dr5')."""
-    first = schema.questions[0]
-    pattern = re.compile(rf"^{re.escape(first.name)}(.*)_{re.escape(first.answers[0])}$")
-    message = (
-        f"catalogue {where} has none of the {schema.n_answers} vote columns of tree "
-        f"{schema.name!r}: no column matches schema.question_suffix {schema.question_suffix!r} "
-        f"(which names the first {schema.label_cols[0]!r})"
-    )
-    for column in sorted(present):
-        match = pattern.match(column)
-        if match:
-            return (
-                f"{message}, but the catalogue has {column!r}: set schema.question_suffix to "
-                f"{match.group(1)!r}"
-            )
-    return f"{message}; its columns include {sorted(present)[:5]}"
-
-
-def _template_fields(file_template: str) -> set[str]:
-    """Column names a format string refers to ('{id_str[:2]}/{id_str}.png' -> {'id_str'})."""
-    try:
-        parsed = list(string.Formatter().parse(file_template))
-    except ValueError as err:
-        raise IngestError(
-            f"file_template {file_template!r} is not a valid format string: {err}"
-        ) from err
-    names = {name for _, name, _, _ in parsed if name is not None}
-    if "" in names or any(name.isdigit() for name in names):
-        raise IngestError(
-            f"file_template {file_template!r} must name columns, e.g. '{{id_str}}.png'"
-        )
-    return {name.split(".")[0].split("[")[0] for name in names}
 
 
 # --- per-row checks --------------------------------------------------------------------------
@@ -247,7 +148,7 @@ def _image_paths(
                 paths.append(text)
     else:
         assert file_template is not None  # _check_columns guarantees one or the other
-        fields = sorted(_template_fields(file_template) & set(frame.columns))
+        fields = sorted(template_fields(file_template) & set(frame.columns))
         records = frame[fields].to_dict("records")
         for row, (record, row_id) in enumerate(zip(records, ids, strict=True)):
             record[id_column] = row_id
@@ -286,7 +187,7 @@ def _image_reasons(paths: list[str | None], threads: int) -> dict[str, str | Non
 # --- public entry points --------------------------------------------------------------------
 
 
-def ingest_catalogue(
+def iter_ingest(
     catalogue_path: str | Path,
     images_dir: str | Path,
     schema: Schema,
@@ -299,8 +200,13 @@ def ingest_catalogue(
     tree_tolerance_votes: float = 1,
     threads: int = 1,
     votes_optional: bool = False,
-) -> IngestResult:
-    """Check every catalogue row; return the kept rows (clean table) and the rejected ones.
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Iterator[IngestResult]:
+    """Check every catalogue row, ``chunk_rows`` rows at a time: one :class:`IngestResult` per block.
+
+    Rows keep the catalogue's numbering, and an id repeated in a later block is rejected as a
+    duplicate of its first occurrence wherever that was, so the blocks together are exactly
+    what one pass over the whole table gives; only the ids seen so far are held across blocks.
 
     ``votes_optional`` (a prediction-only run): a catalogue with none of the tree's vote
     columns is read as galaxies nobody has labelled, instead of refused.
@@ -318,57 +224,99 @@ def ingest_catalogue(
         raise ValueError("tree_tolerance and tree_tolerance_votes must be non-negative")
     catalogue_path, images_dir = Path(catalogue_path), Path(images_dir)
     mapping = resolve_column_mapping(schema, column_mapping)
-    frame = read_catalogue(catalogue_path, text_columns=(id_column, file_column))
-    n_input = len(frame)
-    if n_input == 0:
+    blocks = iter_catalogue(catalogue_path, (id_column, file_column), chunk_rows)
+    first = next(blocks)
+    if len(first) == 0:
         raise IngestError(f"catalogue {catalogue_path} has no rows")
-    if votes_optional and not set(frame.columns) & (set(schema.label_cols) | set(mapping)):
+    unlabelled = votes_optional and not set(first.columns) & (set(schema.label_cols) | set(mapping))
+    if unlabelled:
         # A catalogue to predict, not to learn from: every galaxy is unlabelled.
         log.info("ingest %s: no vote columns; every galaxy is unlabelled", catalogue_path)
-        frame = frame.assign(**dict.fromkeys(schema.label_cols, np.nan))
         mapping = {}
-    _check_columns(frame, schema, mapping, id_column, file_column, file_template, catalogue_path)
-    if pd.api.types.is_float_dtype(frame[id_column]):
-        raise IngestError(float_id_error(id_column, catalogue_path))
+    first_row: dict[str, int] = {}  # every id seen so far -> its row, for duplicates
+    offset = 0
+    for frame in itertools.chain([first], blocks):
+        if len(frame) == 0:
+            continue
+        if unlabelled:
+            frame = frame.assign(**dict.fromkeys(schema.label_cols, np.nan))
+        if offset == 0:
+            check_columns(
+                frame, schema, mapping, id_column, file_column, file_template, catalogue_path
+            )
+        if pd.api.types.is_float_dtype(frame[id_column]):
+            raise IngestError(float_id_error(id_column, catalogue_path))
+        reasons: list[list[str]] = [[] for _ in range(len(frame))]
+        ids = normalise_ids(frame[id_column])
+        id_reasons(ids, frame[id_column], id_column, reasons, first_row, offset)
+        paths = _image_paths(frame, ids, images_dir, id_column, file_column, file_template, reasons)
+        frame = frame.rename(columns=mapping)
+        shown = {ours: theirs for theirs, ours in mapping.items()}  # reasons use the user's names
+        counts, usable = vote_counts(frame, schema, reasons, shown)
+        tree_reasons(counts, usable, schema, tree_tolerance, tree_tolerance_votes, reasons, shown)
+        image_reasons = _image_reasons(paths, threads)
+        for row, path in enumerate(paths):
+            if path is not None and image_reasons[path] is not None:
+                reasons[row].append(image_reasons[path])
 
-    reasons: list[list[str]] = [[] for _ in range(n_input)]
-    ids = normalise_ids(frame[id_column])
-    id_reasons(ids, frame[id_column], id_column, reasons)
-    paths = _image_paths(frame, ids, images_dir, id_column, file_column, file_template, reasons)
-    frame = frame.rename(columns=mapping)
-    shown = {ours: theirs for theirs, ours in mapping.items()}  # reasons use the user's names
-    counts, usable = vote_counts(frame, schema, reasons, shown)
-    tree_reasons(counts, usable, schema, tree_tolerance, tree_tolerance_votes, reasons, shown)
-    image_reasons = _image_reasons(paths, threads)
-    for row, path in enumerate(paths):
-        if path is not None and image_reasons[path] is not None:
-            reasons[row].append(image_reasons[path])
-
-    kept = np.array([not r for r in reasons], dtype=bool)
-    clean = _clean_table(frame, schema, ids, paths, counts, kept, id_column, file_column)
-    rejected_rows = np.flatnonzero(~kept)
-    rejected = pd.DataFrame(
-        {
-            ID_COLUMN: [ids[r] or "" for r in rejected_rows],
-            "file": [paths[r] or "" for r in rejected_rows],
-            "reason": ["; ".join(reasons[r]) for r in rejected_rows],
-            ROW_COLUMN: rejected_rows.astype(np.int64),
-        },
-        columns=REJECTED_COLUMNS,
-    )
-    if len(clean) + len(rejected) != n_input:  # bookkeeping guard, kept under python -O
-        raise RuntimeError(
-            f"ingest lost rows: {n_input} in, {len(clean)} kept + {len(rejected)} rejected"
+        kept = np.array([not r for r in reasons], dtype=bool)
+        rejected_rows = np.flatnonzero(~kept)
+        rejected = pd.DataFrame(
+            {
+                ID_COLUMN: [ids[r] or "" for r in rejected_rows],
+                "file": [paths[r] or "" for r in rejected_rows],
+                "reason": ["; ".join(reasons[r]) for r in rejected_rows],
+                ROW_COLUMN: (rejected_rows + offset).astype(np.int64),
+            },
+            columns=REJECTED_COLUMNS,
         )
+        clean = _clean_table(
+            frame, schema, ids, paths, counts, kept, id_column, file_column, offset
+        )
+        yield IngestResult(clean=clean, rejected=rejected, n_input=len(frame))
+        offset += len(frame)
+        log.info("ingest %s: %d rows checked", catalogue_path, offset)
+
+
+def ingest_catalogue(
+    catalogue_path: str | Path, images_dir: str | Path, schema: Schema, **options
+) -> IngestResult:
+    """Check every catalogue row; return the kept rows (clean table) and the rejected ones.
+
+    ``options`` are :func:`iter_ingest`'s. The whole result is held in memory: a workflow
+    writes a catalogue of any length with :func:`ingest_to_files` instead.
+    """
+    results = list(iter_ingest(catalogue_path, images_dir, schema, **options))
+    result = IngestResult(
+        clean=_concat([r.clean for r in results]),
+        rejected=_concat([r.rejected for r in results]),
+        n_input=sum(r.n_input for r in results),
+    )
+    if len(result.clean) + len(result.rejected) != result.n_input:  # kept under python -O
+        raise RuntimeError(
+            f"ingest lost rows: {result.n_input} in, {len(result.clean)} kept + "
+            f"{len(result.rejected)} rejected"
+        )
+    n_unlabelled = int((~result.clean[LABELLED_COLUMN]).sum())
+    _log_totals(catalogue_path, result.n_input, n_unlabelled, len(result.rejected))
+    return result
+
+
+def _concat(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    # An empty block's text columns have no type to keep; leaving it out keeps the others'.
+    tables = [t for t in tables if len(t)] or tables[:1]
+    return tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
+
+
+def _log_totals(catalogue_path, n_input: int, n_unlabelled: int, n_rejected: int) -> None:
     log.info(
         "ingest %s: %d rows, %d kept (%d unlabelled), %d rejected",
         catalogue_path,
         n_input,
-        len(clean),
-        int((~clean[LABELLED_COLUMN]).sum()),
-        len(rejected),
+        n_input - n_rejected,
+        n_unlabelled,
+        n_rejected,
     )
-    return IngestResult(clean=clean, rejected=rejected, n_input=n_input)
 
 
 def _clean_table(
@@ -380,6 +328,7 @@ def _clean_table(
     kept: np.ndarray,
     id_column: str,
     file_column: str,
+    offset: int = 0,
 ) -> pd.DataFrame:
     replaced = {id_column, file_column, ID_COLUMN, FILE_COLUMN, LABELLED_COLUMN, ROW_COLUMN}
     replaced |= set(schema.label_cols) | set(schema.total_cols)
@@ -398,12 +347,33 @@ def _clean_table(
             **{c: votes[:, j] for j, c in enumerate(schema.label_cols)},
             **{c: totals[:, i] for i, c in enumerate(schema.total_cols)},
             LABELLED_COLUMN: votes.sum(axis=1) > 0,
-            ROW_COLUMN: kept_rows.astype(np.int64),
+            ROW_COLUMN: (kept_rows + offset).astype(np.int64),
         }
     )
     # .loc keeps every carried-through column's dtype exactly as read.
     carried = frame.loc[kept, extras].reset_index(drop=True)
     return pd.concat([head, carried, tail], axis=1)
+
+
+def ingest_to_files(
+    catalogue_path: str | Path,
+    images_dir: str | Path,
+    schema: Schema,
+    clean_path: str | Path,
+    rejected_path: str | Path,
+    max_rejected_fraction: float,
+    **options,
+) -> None:
+    """Ingest a catalogue of any length into the clean parquet and ``rejected.csv``, block by block.
+
+    ``options`` are :func:`iter_ingest`'s; memory stays that of one block of ``chunk_rows`` rows
+    (plus the ids seen). Fails, after writing both files, when more than
+    ``max_rejected_fraction`` of the rows were rejected.
+    """
+    blocks = iter_ingest(catalogue_path, images_dir, schema, **options)
+    totals = _write_blocks(blocks, clean_path, rejected_path, max_rejected_fraction)
+    _log_totals(catalogue_path, totals.n_input, totals.n_unlabelled, totals.n_rejected)
+    totals.check(rejected_path, max_rejected_fraction)
 
 
 def write_ingest(
@@ -412,20 +382,34 @@ def write_ingest(
     rejected_path: str | Path,
     max_rejected_fraction: float,
 ) -> None:
-    """Write ``rejected.csv`` and the clean parquet, then fail if too many rows were rejected.
+    """Write an in-memory result as :func:`ingest_to_files` would, and fail the same way."""
+    totals = _write_blocks([result], clean_path, rejected_path, max_rejected_fraction)
+    totals.check(rejected_path, max_rejected_fraction)
 
-    Both files are written first so that the user can read why rows were rejected.
-    """
-    if not 0.0 <= max_rejected_fraction <= 1.0:
-        raise ValueError(f"max_rejected_fraction must be in [0, 1], got {max_rejected_fraction}")
-    clean_path, rejected_path = Path(clean_path), Path(rejected_path)
-    with atomic_path(rejected_path) as temporary:
-        result.rejected.to_csv(temporary, index=False)
-    with atomic_path(clean_path) as temporary:
-        result.clean.to_parquet(temporary, index=False)
-    fraction = result.rejected_fraction
-    if fraction > max_rejected_fraction:
-        quoted = result.rejected.head(_MAX_REASONS_QUOTED)
+
+@dataclass
+class _Totals:
+    n_input: int = 0
+    n_rejected: int = 0
+    n_unlabelled: int = 0
+    first_rejected: pd.DataFrame | None = None  # quoted when too many rows were rejected
+
+    def add(self, block: IngestResult) -> None:
+        self.n_input += block.n_input
+        self.n_rejected += len(block.rejected)
+        self.n_unlabelled += int((~block.clean[LABELLED_COLUMN]).sum())
+        if self.first_rejected is None or len(self.first_rejected) < _MAX_REASONS_QUOTED:
+            self.first_rejected = _concat(
+                [t for t in (self.first_rejected, block.rejected) if t is not None]
+            ).head(_MAX_REASONS_QUOTED)
+        if block.n_input != len(block.clean) + len(block.rejected):  # kept under python -O
+            raise RuntimeError(f"ingest lost rows in a block of {block.n_input}")
+
+    def check(self, rejected_path: str | Path, max_rejected_fraction: float) -> None:
+        fraction = self.n_rejected / self.n_input if self.n_input else 0.0
+        if fraction <= max_rejected_fraction:
+            return
+        quoted = self.first_rejected
         examples = "\n".join(
             f"  row {row} ({ID_COLUMN} {ident!r}): {reason}"
             for row, ident, reason in zip(
@@ -433,34 +417,111 @@ def write_ingest(
             )
         )
         raise IngestError(
-            f"{len(result.rejected)} of {result.n_input} catalogue rows rejected "
+            f"{self.n_rejected} of {self.n_input} catalogue rows rejected "
             f"({fraction:.1%}), more than max_rejected_fraction={max_rejected_fraction:.1%}. "
             f"Every reason is in {rejected_path}; the first ones:\n{examples}"
         )
 
 
-def read_catalogue_columns(catalogue_path: str | Path, columns: Sequence[str]) -> pd.DataFrame:
-    """Columns of a clean catalogue that later stages need: all present, no empty cell, unique ids.
+def _write_blocks(
+    blocks: Iterable[IngestResult],
+    clean_path: str | Path,
+    rejected_path: str | Path,
+    max_rejected_fraction: float,
+) -> _Totals:
+    """Stream the blocks' rejected rows into ``rejected_path`` and their clean rows into
+    ``clean_path`` (each block a parquet part first, then joined); both appear only complete."""
+    if not 0.0 <= max_rejected_fraction <= 1.0:
+        raise ValueError(f"max_rejected_fraction must be in [0, 1], got {max_rejected_fraction}")
+    clean_path, rejected_path = Path(clean_path), Path(rejected_path)
+    clean_path.parent.mkdir(parents=True, exist_ok=True)
+    totals = _Totals()
+    with (
+        tempfile.TemporaryDirectory(dir=clean_path.parent, prefix=".ingest-parts-") as parts_dir,
+        atomic_path(rejected_path) as rejected_temporary,
+    ):
+        parts = []
+        with open(rejected_temporary, "w", newline="") as rejected_file:
+            for number, block in enumerate(blocks):
+                totals.add(block)
+                block.rejected.to_csv(rejected_file, index=False, header=number == 0)
+                parts.append(Path(parts_dir) / f"{number:06d}.parquet")
+                block.clean.to_parquet(parts[-1], index=False)
+        with atomic_path(clean_path) as clean_temporary:
+            _join_parquet_parts(parts, clean_temporary)
+    return totals
 
-    Errors name the catalogue and the first offending row.
+
+def _join_parquet_parts(parts: list[Path], out: Path) -> None:
+    """One parquet file from parts written block by block.
+
+    Blocks of a CSV are typed one at a time, so a carried-through column can be int64 in one
+    block and float64 (a missing cell) or text in another: each column takes the type that
+    holds every block's values (int64 and float64 give float64; anything else mixed gives text),
+    as reading the whole table at once would.
+    """
+    if len(parts) == 1:
+        shutil.copyfile(parts[0], out)
+        return
+    schemas = [pq.read_schema(part) for part in parts]
+    fields = []
+    for name in schemas[0].names:
+        types = [schema.field(name).type for schema in schemas]
+        try:
+            fields.append(
+                pa.unify_schemas(
+                    [pa.schema([(name, t)]) for t in types], promote_options="permissive"
+                ).field(name)
+            )
+        except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            fields.append(pa.field(name, pa.string()))
+    # No pandas metadata: the first block's would describe its own types, not the joined ones.
+    joined = pa.schema(fields)
+    with pq.ParquetWriter(out, joined) as writer:
+        for part in parts:
+            # One thread: the dataset reader's thread pools cost more memory than the table.
+            writer.write_table(pq.ParquetFile(part).read(use_threads=False).cast(joined))
+
+
+def catalogue_length(catalogue_path: str | Path) -> int:
+    """Rows of a clean catalogue, from its parquet footer (nothing else is read)."""
+    return pq.ParquetFile(catalogue_path).metadata.num_rows
+
+
+def iter_catalogue_columns(
+    catalogue_path: str | Path, columns: Sequence[str], chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> Iterator[pd.DataFrame]:
+    """Columns of a clean catalogue that later stages need, ``chunk_rows`` rows at a time.
+
+    Every block is checked as it is read: all columns present, no empty cell, no id seen
+    before; errors name the catalogue and the catalogue's row. Only the ids are held across
+    blocks, so a later stage reads a catalogue of any length in bounded memory.
     """
     catalogue_path = Path(catalogue_path)
-    try:
-        table = pd.read_parquet(catalogue_path, columns=list(columns))
-    except (KeyError, ValueError) as err:
+    parquet = pq.ParquetFile(catalogue_path)
+    absent = [c for c in columns if c not in parquet.schema_arrow.names]
+    if absent:
         wanted = " and ".join(repr(c) for c in columns)
-        raise ValueError(f"{catalogue_path}: the catalogue needs columns {wanted} ({err})") from err
-    for column in columns:
-        missing = table[column].isna().to_numpy()
-        if missing.any():
-            raise ValueError(
-                f"{catalogue_path}: row {int(np.flatnonzero(missing)[0])} has no {column}"
-            )
-    duplicated = table["id_str"].astype(str).duplicated(keep=False).to_numpy()
-    if duplicated.any():
-        rows = np.flatnonzero(duplicated)[:5].tolist()
         raise ValueError(
-            f"{catalogue_path}: id_str must be unique; rows {rows} share "
-            f"{table['id_str'].iloc[rows[0]]!r}"
+            f"{catalogue_path}: the catalogue needs columns {wanted} ({absent} absent)"
         )
-    return table
+    first_row: dict[str, int] = {}
+    offset = 0
+    batches = parquet.iter_batches(batch_size=chunk_rows, columns=list(columns), use_threads=False)
+    for batch in batches:
+        table = batch.to_pandas()
+        for column in columns:
+            missing = table[column].isna().to_numpy()
+            if missing.any():
+                row = offset + int(np.flatnonzero(missing)[0])
+                raise ValueError(f"{catalogue_path}: row {row} has no {column}")
+        if ID_COLUMN in columns:
+            for index, ident in enumerate(table[ID_COLUMN].astype(str).tolist()):
+                first = first_row.setdefault(ident, offset + index)
+                if first != offset + index:
+                    raise ValueError(
+                        f"{catalogue_path}: {ID_COLUMN} must be unique; rows "
+                        f"{[first, offset + index]} share {ident!r}"
+                    )
+        yield table
+        offset += len(table)

@@ -7,6 +7,7 @@ pandas would read as missing. Every CSV with an ``id_str`` column is read throug
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -24,17 +25,44 @@ def read_csv_with_ids(
     table = pd.read_csv(path, dtype=dict.fromkeys(id_columns, str), **kwargs)
     present = [c for c in id_columns if c in table.columns]
     if present and len(table):
-        text = pd.read_csv(
-            path,
-            usecols=present,
-            dtype=str,
-            keep_default_na=False,
-            sep=kwargs.get("sep", ","),
-            compression=kwargs.get("compression", "infer"),
-        )
+        text = pd.read_csv(path, usecols=present, **_exact_text(kwargs))
         for column in present:
             table[column] = text[column].to_numpy()
     return table
+
+
+def iter_csv_with_ids(
+    path: str | Path, id_columns: tuple[str, ...], chunk_rows: int, **kwargs
+) -> Iterator[pd.DataFrame]:
+    """:func:`read_csv_with_ids` in blocks of ``chunk_rows`` rows (one empty block for a
+    header-only file), so that a catalogue of any length is read in bounded memory."""
+    tables = pd.read_csv(path, dtype=dict.fromkeys(id_columns, str), chunksize=chunk_rows, **kwargs)
+    texts = None
+    with tables:
+        for table in tables:
+            present = [c for c in id_columns if c in table.columns]
+            if present and texts is None:
+                # A second reader over the same rows, in step, for the exact text of the ids.
+                texts = pd.read_csv(
+                    path, usecols=present, chunksize=chunk_rows, **_exact_text(kwargs)
+                )
+            if present and len(table):
+                text = next(texts)
+                for column in present:
+                    table[column] = text[column].to_numpy()
+            yield table
+    if texts is not None:
+        texts.close()
+
+
+def _exact_text(kwargs: dict) -> dict:
+    """read_csv options that read every cell as its text, with the caller's separator."""
+    return {
+        "dtype": str,
+        "keep_default_na": False,
+        "sep": kwargs.get("sep", ","),
+        "compression": kwargs.get("compression", "infer"),
+    }
 
 
 def float_id_error(column: str, where: str | Path) -> str:

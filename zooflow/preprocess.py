@@ -8,6 +8,7 @@ so 16-bit, RGBA, palette and greyscale files all arrive as 8-bit RGB first.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import multiprocessing
 import sys
@@ -18,11 +19,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pandas as pd
 from PIL import Image
 
 from zooflow.atomic import atomic_path
-from zooflow.catalogue import read_catalogue_columns
+from zooflow.catalogue import catalogue_length, iter_catalogue_columns
 from zooflow.images import check_stretch, decode_image
 from zooflow.runlog import Progress
 
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 _ROWS_PER_TASK = 32
 # Rows gathered in memory before one HDF5 write.
 _ROWS_PER_WRITE = 512
+# Rows handed to the worker pool at once (see parallel_map).
+_ITEMS_IN_FLIGHT = 4096
 
 
 def _check_settings(image_size: int, crop_fraction: float) -> None:
@@ -102,10 +104,12 @@ def _prepare_row(
     greyscale: bool,
     fits_stretch: str = "arcsinh",
     fits_softening: float = 3.0,
-) -> np.ndarray:
+) -> tuple[str, np.ndarray]:
+    """(id_str, prepared image) of one catalogue row; the id travels back with the image so the
+    writer needs no second copy of the catalogue's ids."""
     row, id_str, path = task
     try:
-        return prepare_file(
+        return id_str, prepare_file(
             path, image_size, crop_fraction, greyscale, fits_stretch, fits_softening
         )
     except Exception as err:
@@ -146,16 +150,27 @@ def parallel_map(
         yield from map(function, items)
         return
     if worker_kind() == "thread":
-        with ThreadPoolExecutor(threads) as pool:
-            yield from pool.map(function, items)
-        return
-    with ProcessPoolExecutor(threads, mp_context=multiprocessing.get_context("fork")) as pool:
-        yield from pool.map(function, items, chunksize=chunksize)
+        pool, options = ThreadPoolExecutor(threads), {}
+    else:
+        pool = ProcessPoolExecutor(threads, mp_context=multiprocessing.get_context("fork"))
+        options = {"chunksize": chunksize}
+    items = iter(items)
+    with pool:
+        # pool.map submits everything it is given at once; windows keep the tasks in memory to
+        # a few thousand whatever the survey's size.
+        while window := list(itertools.islice(items, _ITEMS_IN_FLIGHT)):
+            yield from pool.map(function, window, **options)
 
 
-def _read_image_list(catalogue_path: str | Path) -> pd.DataFrame:
-    table = read_catalogue_columns(catalogue_path, ["id_str", "file_loc"])
-    return table.astype({"id_str": str, "file_loc": str})
+def _image_list(catalogue_path: str | Path) -> Iterator[tuple[int, str, str]]:
+    """(row, id_str, file_loc) of every catalogue galaxy, read block by block."""
+    blocks = iter_catalogue_columns(catalogue_path, ["id_str", "file_loc"])
+    rows = itertools.chain.from_iterable(
+        zip(block["id_str"].astype(str), block["file_loc"].astype(str), strict=True)
+        for block in blocks
+    )
+    for row, (ident, file_loc) in enumerate(rows):
+        yield row, ident, file_loc
 
 
 def preprocess_catalogue(
@@ -177,12 +192,10 @@ def preprocess_catalogue(
     file appears under ``out_path`` only when complete (written to a temporary name, renamed).
     """
     _check_settings(image_size, crop_fraction)
-    table = _read_image_list(catalogue_path)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     channels = 1 if greyscale else 3
-    n_images = len(table)
-    tasks = zip(range(n_images), table["id_str"], table["file_loc"], strict=True)
+    n_images = catalogue_length(catalogue_path)
     check_stretch(fits_stretch, fits_softening)
     prepare = functools.partial(
         _prepare_row,
@@ -198,23 +211,26 @@ def preprocess_catalogue(
             images = h5.create_dataset(
                 "images", shape=(n_images, image_size, image_size, channels), dtype=np.uint8
             )
-            h5.create_dataset(
-                "id_str", data=table["id_str"].tolist(), dtype=h5py.string_dtype("utf-8")
-            )
+            ids = h5.create_dataset("id_str", shape=(n_images,), dtype=h5py.string_dtype("utf-8"))
             h5.attrs["image_size"] = int(image_size)
             h5.attrs["crop_fraction"] = float(crop_fraction)
             h5.attrs["greyscale"] = bool(greyscale)
             block: list[np.ndarray] = []
+            block_ids: list[str] = []
             written = 0
             progress = Progress("preprocess", n_images, "images")
-            for image in progress.iterate(parallel_map(prepare, tasks, threads)):
+            tasks = _image_list(catalogue_path)
+            for ident, image in progress.iterate(parallel_map(prepare, tasks, threads)):
                 block.append(image)
+                block_ids.append(ident)
                 if len(block) == _ROWS_PER_WRITE:
                     images[written : written + len(block)] = np.stack(block)
+                    ids[written : written + len(block)] = block_ids
                     written += len(block)
-                    block = []
+                    block, block_ids = [], []
             if block:
                 images[written : written + len(block)] = np.stack(block)
+                ids[written : written + len(block)] = block_ids
     elapsed = time.perf_counter() - started
     log.info(
         "prepared %d images to %dx%dx%d in %.1f s (%.0f images/s, %d %s workers) -> %s",

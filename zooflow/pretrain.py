@@ -44,7 +44,7 @@ def pretrain_features(
     feature extractor), ``model.keras``, ``history.csv`` and ``summary.json`` (the pretraining
     model scored on its own survey's test split) in ``out_dir``; returns that summary.
     """
-    from zooflow.catalogue import ingest_catalogue, write_ingest
+    from zooflow.catalogue import ingest_to_files
     from zooflow.mock import simulate_survey
     from zooflow.preprocess import preprocess_catalogue
     from zooflow.splits import write_splits
@@ -54,8 +54,14 @@ def pretrain_features(
     log.info("pretraining survey: %d galaxies, seed %d", mock.n_galaxies, seed)
     # Data steps first: preprocessing forks worker processes, safe only before TensorFlow loads.
     simulate_survey(out / "mock", schema, mock, seed=seed, threads=threads)
-    result = ingest_catalogue(out / "mock" / "catalogue.csv", out / "mock" / "images", schema)
-    write_ingest(result, out / "catalogue.parquet", out / "rejected.csv", 0.05)
+    ingest_to_files(
+        out / "mock" / "catalogue.csv",
+        out / "mock" / "images",
+        schema,
+        out / "catalogue.parquet",
+        out / "rejected.csv",
+        max_rejected_fraction=0.05,
+    )
     preprocess_catalogue(
         out / "catalogue.parquet",
         out / "images.h5",

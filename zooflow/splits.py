@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from zooflow.atomic import atomic_path
-from zooflow.catalogue import read_catalogue_columns
+from zooflow.catalogue import iter_catalogue_columns
 
 log = logging.getLogger(__name__)
 
@@ -100,42 +100,51 @@ def write_splits(
     test_fraction: float,
     val_fraction: float,
     initial_fraction: float,
-) -> pd.DataFrame:
+) -> pd.Series:
     """Assign every catalogue galaxy a split; write CSV ``id_str,split`` in catalogue order.
 
-    The CSV is written to a temporary name and renamed, so a partial file never appears.
-    Returns the same table; the count per split is logged.
+    The catalogue is read and the CSV written block by block (a galaxy's split depends on
+    nothing but its own id), so memory stays flat whatever the survey's size. The CSV is
+    written to a temporary name and renamed, so a partial file never appears. Returns the
+    number of galaxies per split (in :data:`SPLITS` order), which is also logged.
     """
-    table = read_catalogue_columns(catalogue_path, ["id_str", "labelled"])
-    if not pd.api.types.is_bool_dtype(table["labelled"]):
-        raise ValueError(
-            f"{catalogue_path}: column 'labelled' must be boolean, got {table['labelled'].dtype}"
-        )
-    splits = pd.DataFrame(
-        {
-            "id_str": table["id_str"].astype(str).to_numpy(),
-            "split": assign_splits(
-                table["id_str"],
-                table["labelled"].to_numpy(dtype=bool),
-                seed=seed,
-                test_fraction=test_fraction,
-                val_fraction=val_fraction,
-                initial_fraction=initial_fraction,
-            ),
-        }
-    )
-    with atomic_path(out_csv) as temporary:
-        splits.to_csv(temporary, index=False)
-    counts = splits["split"].value_counts().reindex(SPLITS, fill_value=0)
+    check_fractions(test_fraction, val_fraction, initial_fraction)
+    counts = pd.Series(0, index=list(SPLITS), dtype=np.int64)
+    n_unlabelled = 0
+    with atomic_path(out_csv) as temporary, open(temporary, "w", newline="") as out:
+        out.write("id_str,split\n")
+        for block in iter_catalogue_columns(catalogue_path, ["id_str", "labelled"]):
+            if not pd.api.types.is_bool_dtype(block["labelled"]):
+                raise ValueError(
+                    f"{catalogue_path}: column 'labelled' must be boolean, got "
+                    f"{block['labelled'].dtype}"
+                )
+            labelled = block["labelled"].to_numpy(dtype=bool)
+            splits = pd.DataFrame(
+                {
+                    "id_str": block["id_str"].astype(str).to_numpy(),
+                    "split": assign_splits(
+                        block["id_str"],
+                        labelled,
+                        seed=seed,
+                        test_fraction=test_fraction,
+                        val_fraction=val_fraction,
+                        initial_fraction=initial_fraction,
+                    ),
+                }
+            )
+            splits.to_csv(out, index=False, header=False)
+            counts += splits["split"].value_counts().reindex(SPLITS, fill_value=0)
+            n_unlabelled += int((~labelled).sum())
     log.info(
         "split %d galaxies (seed %d, %d unlabelled kept in pool): %s -> %s",
-        len(splits),
+        int(counts.sum()),
         seed,
-        int((~table["labelled"].to_numpy(dtype=bool)).sum()),
+        n_unlabelled,
         ", ".join(f"{name} {count}" for name, count in counts.items()),
         out_csv,
     )
     for name in ("test", "val"):
-        if counts[name] == 0 and len(splits) > 0:
+        if counts[name] == 0 and counts.sum() > 0:
             log.warning("split %r is empty: nothing to evaluate or validate on", name)
-    return splits
+    return counts

@@ -56,23 +56,37 @@ def normalise_ids(ids: pd.Series) -> list[str | None]:
     return out
 
 
-def id_reasons(ids: list[str | None], raw: pd.Series, id_column: str, reasons: list[list[str]]):
-    first_row: dict[str, int] = {}
-    for row, (value, cell) in enumerate(zip(ids, raw.tolist(), strict=True)):
+def id_reasons(
+    ids: list[str | None],
+    raw: pd.Series,
+    id_column: str,
+    reasons: list[list[str]],
+    first_row: dict[str, int] | None = None,
+    offset: int = 0,
+) -> None:
+    """Append why each id cannot be used to its row's reasons.
+
+    A table read in blocks passes the same ``first_row`` ({id: row where first seen}) to every
+    block and the block's first row number as ``offset``, so a repeat is found across blocks and
+    every row number is the table's.
+    """
+    first_row = {} if first_row is None else first_row
+    for index, (value, cell) in enumerate(zip(ids, raw.tolist(), strict=True)):
+        row = offset + index
         if value is None:
-            reasons[row].append(f"missing id in column {id_column}")
+            reasons[index].append(f"missing id in column {id_column}")
         elif isinstance(cell, float):
-            reasons[row].append(
+            reasons[index].append(
                 f"id {value} in column {id_column} is a floating-point number, which may have "
                 "been rounded; write ids as text or 64-bit integers"
             )
         elif value != value.strip():
-            reasons[row].append(
+            reasons[index].append(
                 f"id {value!r} in column {id_column} has spaces around it; ids are kept exactly, "
                 "so remove them in the catalogue"
             )
         elif value in first_row:
-            reasons[row].append(
+            reasons[index].append(
                 f"duplicate {id_column} {value!r} (first seen at row {first_row[value]})"
             )
         else:
