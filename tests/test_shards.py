@@ -169,6 +169,54 @@ def test_all_splits_at_once_match_one_split_at_a_time(survey, tmp_path):
             ).read_bytes()
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_reading_in_blocks_of_any_size_writes_the_same_bytes(
+    survey, tmp_path, monkeypatch, threads
+):
+    """Blocks of 3 catalogue rows against shards of 2 galaxies of a split: a shard gathers
+    rows from several blocks and a block feeds several shards, with the same bytes as one block."""
+    one_block = {
+        split: write(survey, split, tmp_path / "one" / split, examples_per_shard=2)
+        for split in SPLITS
+    }
+    monkeypatch.setattr("zooflow.shards._BLOCK_ROWS", 3)
+    blocks = write_all_shards(
+        survey["grey"],
+        survey["catalogue"],
+        survey["splits"],
+        {split: tmp_path / "blocks" / split for split in SPLITS},
+        SCHEMA,
+        examples_per_shard=2,
+        threads=threads,
+    )
+    assert blocks == one_block
+    for split in SPLITS:
+        for entry in blocks[split]["files"]:
+            shard = Path(split) / entry["name"]
+            assert (tmp_path / "blocks" / shard).read_bytes() == (
+                tmp_path / "one" / shard
+            ).read_bytes()
+
+
+def test_a_splits_file_in_another_order_is_refused_naming_the_step(survey, tmp_path, monkeypatch):
+    monkeypatch.setattr("zooflow.shards._BLOCK_ROWS", 4)
+    splits = pd.read_csv(survey["splits"], dtype=str)
+    splits.iloc[[6, 7]] = splits.iloc[[7, 6]].to_numpy()
+    splits.to_csv(tmp_path / "splits.csv", index=False)
+    catalogue_ids = pd.read_parquet(survey["catalogue"])["id_str"]
+    with pytest.raises(
+        ShardError, match=rf"row 6 is galaxy '{catalogue_ids[7]}'.*re-run the split"
+    ):
+        write_all_shards(
+            survey["grey"],
+            survey["catalogue"],
+            tmp_path / "splits.csv",
+            {"pool": tmp_path / "o"},
+            SCHEMA,
+            examples_per_shard=3,
+        )
+
+
 def test_empty_split_gives_an_empty_manifest(survey, tmp_path):
     splits = pd.read_csv(survey["splits"], dtype=str)
     splits["split"] = splits["split"].replace("val", "pool")

@@ -21,13 +21,14 @@ so a folder whose manifest verifies is complete.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 
 from zooflow.atomic import atomic_path
+from zooflow.catalogue import catalogue_length, iter_catalogue_columns
 from zooflow.jsonfile import dumps
 from zooflow.runlog import Progress
 from zooflow.schema import Schema
@@ -49,6 +51,8 @@ MANIFEST_NAME = "manifest.json"
 _MANIFEST_KEYS = ("split", "count", "label_cols", "image_shape", "examples_per_shard", "files")
 IMAGE_ENCODING = "raw_uint8"
 _HASH_BLOCK = 1 << 20
+# Catalogue rows read at once: writing shards holds a block and a few shards, not the survey.
+_BLOCK_ROWS = 2048
 
 
 class ShardError(ValueError):
@@ -93,77 +97,131 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _read_votes(catalogue_path: Path, schema: Schema) -> tuple[np.ndarray, np.ndarray]:
-    """Catalogue ids and (galaxies, answers) int64 vote counts, checked."""
-    present = set(pq.read_schema(catalogue_path).names)
-    missing = [c for c in ["id_str", *schema.label_cols] if c not in present]
+def _split_counts(splits_path: Path, n_catalogue: int) -> dict[str, int]:
+    """Galaxies per split in the splits CSV, checked against the catalogue's length: one pass
+    over the file before any shard, so progress and empty splits are known up front."""
+    counts = dict.fromkeys(SPLITS, 0)
+    n_rows = 0
+    for block in _splits_blocks(splits_path):
+        unknown = ~block["split"].isin(SPLITS)
+        if unknown.any():
+            row = int(np.flatnonzero(unknown.to_numpy())[0])
+            raise ShardError(
+                f"{splits_path}: row {n_rows + row} has split {block['split'].iloc[row]!r}, "
+                f"not one of {SPLITS}"
+            )
+        for name, count in block["split"].value_counts().items():
+            counts[name] += int(count)
+        n_rows += len(block)
+    if n_rows < n_catalogue:
+        raise ShardError(
+            f"{splits_path}: {n_catalogue - n_rows} catalogue galaxies have no split (it lists "
+            f"{n_rows} of {n_catalogue}); the splits file is older than the catalogue: re-run "
+            "the split step"
+        )
+    if n_rows > n_catalogue:
+        raise ShardError(
+            f"{splits_path}: lists {n_rows - n_catalogue} galaxies that are not in the catalogue "
+            f"({n_rows} rows for {n_catalogue} galaxies); re-run the split step"
+        )
+    return counts
+
+
+def _splits_blocks(splits_path: Path) -> Iterator[pd.DataFrame]:
+    blocks = pd.read_csv(splits_path, dtype=str, keep_default_na=False, chunksize=_BLOCK_ROWS)
+    with blocks:
+        for block in blocks:
+            if not {"id_str", "split"} <= set(block.columns):
+                raise ShardError(
+                    f"{splits_path}: needs columns id_str and split, has {list(block)}"
+                )
+            yield block
+
+
+@dataclass
+class _Block:
+    """Consecutive catalogue rows: their ids, int64 votes and split names, all checked."""
+
+    first_row: int
+    ids: np.ndarray
+    votes: np.ndarray
+    splits: np.ndarray
+
+
+def _read_blocks(
+    images_path: Path,
+    image_ids: h5py.Dataset,
+    catalogue_path: Path,
+    splits_path: Path,
+    schema: Schema,
+) -> Iterator[_Block]:
+    """The catalogue, the splits CSV and the images' ids read side by side, ``_BLOCK_ROWS`` rows
+    at a time, so memory stays that of a block whatever the survey's size. All three are in
+    catalogue order (preprocessing and splitting write them so); an error names the step to
+    re-run when they are not."""
+    columns = ["id_str", *schema.label_cols]
+    missing = [c for c in columns if c not in pq.read_schema(catalogue_path).names]
     if missing:
         raise ShardError(
             f"{catalogue_path}: catalogue lacks column(s) {missing} needed by tree {schema.name!r}"
         )
-    table = pd.read_parquet(catalogue_path, columns=["id_str", *schema.label_cols])
-    votes = table[schema.label_cols].to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isfinite(votes) | (votes < 0) | (votes != np.round(votes))
-    if bad.any():
-        row, col = (int(i) for i in np.argwhere(bad)[0])
-        raise ShardError(
-            f"{catalogue_path}: row {row} (id_str {table['id_str'].iloc[row]!r}) column "
-            f"{schema.label_cols[col]!r} has {votes[row, col]:g}; vote counts must be "
-            "non-negative whole numbers"
-        )
-    ids = table["id_str"].astype(str)
-    if ids.duplicated().any():
-        raise ShardError(
-            f"{catalogue_path}: id_str {ids[ids.duplicated()].iloc[0]!r} appears more than once"
-        )
-    return ids.to_numpy(), votes.astype(np.int64)
-
-
-def _read_split_names(splits_path: Path, catalogue_ids: np.ndarray) -> np.ndarray:
-    """The split of every catalogue galaxy, in catalogue order, from the splits CSV."""
-    splits = pd.read_csv(splits_path, dtype=str, keep_default_na=False)
-    if not {"id_str", "split"} <= set(splits.columns):
-        raise ShardError(f"{splits_path}: needs columns id_str and split, has {list(splits)}")
-    unknown = ~splits["split"].isin(SPLITS)
-    if unknown.any():
-        row = int(np.flatnonzero(unknown.to_numpy())[0])
-        raise ShardError(
-            f"{splits_path}: row {row} has split {splits['split'].iloc[row]!r}, not one of {SPLITS}"
-        )
-    if splits["id_str"].duplicated().any():
-        first = splits["id_str"][splits["id_str"].duplicated()].iloc[0]
-        raise ShardError(f"{splits_path}: id_str {first!r} appears more than once")
-    split_of = splits.set_index("id_str")["split"]
-    names = split_of.reindex(catalogue_ids).to_numpy()
-    unassigned = pd.isna(names)
-    if unassigned.any():
-        examples = catalogue_ids[unassigned][:3].tolist()
-        raise ShardError(
-            f"{splits_path}: {int(unassigned.sum())} catalogue galaxies have no split "
-            f"(e.g. {examples}); the splits file is older than the catalogue"
-        )
-    if len(split_of) != len(catalogue_ids):
-        extra = sorted(set(split_of.index) - set(catalogue_ids))[:3]
-        raise ShardError(
-            f"{splits_path}: lists {len(split_of) - len(catalogue_ids)} galaxies that are not "
-            f"in the catalogue (e.g. {extra})"
-        )
-    return names
+    splits = _splits_blocks(splits_path)
+    split_ids = split_names = np.empty(0, dtype=object)
+    first_row = 0
+    try:
+        for table in iter_catalogue_columns(catalogue_path, columns, chunk_rows=_BLOCK_ROWS):
+            n = len(table)
+            ids = table["id_str"].astype(str).to_numpy(dtype=object)
+            votes = table[schema.label_cols].to_numpy(dtype=np.float64, na_value=np.nan)
+            bad = ~np.isfinite(votes) | (votes < 0) | (votes != np.round(votes))
+            if bad.any():
+                row, col = (int(i) for i in np.argwhere(bad)[0])
+                raise ShardError(
+                    f"{catalogue_path}: row {first_row + row} (id_str {ids[row]!r}) column "
+                    f"{schema.label_cols[col]!r} has {votes[row, col]:g}; vote counts must be "
+                    "non-negative whole numbers"
+                )
+            in_images = image_ids.asstr()[first_row : first_row + n].astype(object)
+            if not np.array_equal(in_images, ids):
+                row = int(np.flatnonzero(in_images != ids)[0])
+                raise ShardError(
+                    f"{images_path} holds image {in_images[row]!r} at row "
+                    f"{first_row + row}, where {catalogue_path} has galaxy {ids[row]!r}: the "
+                    "images are not the catalogue's, in order; re-run preprocessing"
+                )
+            while len(split_ids) < n:  # the splits CSV's blocks need not line up with these
+                more = next(splits)
+                split_ids = np.concatenate([split_ids, more["id_str"].to_numpy(dtype=object)])
+                split_names = np.concatenate([split_names, more["split"].to_numpy(dtype=object)])
+            if not np.array_equal(split_ids[:n], ids):
+                row = int(np.flatnonzero(split_ids[:n] != ids)[0])
+                raise ShardError(
+                    f"{splits_path}: row {first_row + row} is galaxy {split_ids[row]!r}, the "
+                    f"catalogue's is {ids[row]!r}: the splits file is not the catalogue's, in "
+                    "order; re-run the split step"
+                )
+            yield _Block(first_row, ids, votes.astype(np.int64), split_names[:n])
+            split_ids, split_names = split_ids[n:], split_names[n:]
+            first_row += n
+    except ShardError:
+        raise
+    except ValueError as err:  # an empty cell or a repeated id, found while reading
+        raise ShardError(str(err)) from err
 
 
 @dataclass(frozen=True)
 class _ShardJob:
     path: Path
     rows: np.ndarray  # catalogue rows, increasing
+    ids: list[str]
+    votes: np.ndarray  # (rows, answers) int64
 
 
 class _ShardWriter:
     """Writes whole shards; safe to call from several threads at once."""
 
-    def __init__(self, images: h5py.Dataset, ids, votes) -> None:
+    def __init__(self, images: h5py.Dataset) -> None:
         self._images = images
-        self._ids = ids
-        self._votes = votes
         self._read_lock = threading.Lock()  # one HDF5 reader at a time; h5py serialises anyway
 
     def _read_images(self, rows: np.ndarray) -> np.ndarray:
@@ -177,16 +235,82 @@ class _ShardWriter:
         images = self._read_images(job.rows)
         with atomic_path(job.path) as temporary:
             with tf.io.TFRecordWriter(str(temporary)) as writer:
-                for image, row in zip(images, job.rows, strict=True):
-                    writer.write(
-                        serialize_example(
-                            image,
-                            self._votes[row].tolist(),
-                            self._ids[row],
-                        )
-                    )
+                for image, votes, id_str in zip(images, job.votes, job.ids, strict=True):
+                    writer.write(serialize_example(image, votes.tolist(), id_str))
             checksum = file_sha256(temporary)
         return {"name": job.path.name, "count": len(job.rows), "sha256": checksum}
+
+
+class _Router:
+    """Gathers each split's rows from the blocks and hands a shard's worth at a time to the
+    writer, over ``threads`` threads with a few shards in flight (memory stays bounded)."""
+
+    def __init__(
+        self,
+        writer: _ShardWriter,
+        out_dirs: Mapping[str, Path],
+        per_shard: int,
+        threads: int,
+        progress: Progress,
+    ):
+        self.writer, self.out_dirs, self.per_shard = writer, out_dirs, per_shard
+        self.pending = {split: [] for split in out_dirs}  # (rows, ids, votes) not yet in a shard
+        self.waiting = dict.fromkeys(out_dirs, 0)
+        self.results: dict[str, list[Future]] = {split: [] for split in out_dirs}  # shard order
+        self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
+        self.in_flight: collections.deque[Future] = collections.deque()
+        self.max_in_flight = 2 * threads
+        self.progress, self.progress_lock = progress, threading.Lock()
+
+    def __enter__(self) -> _Router:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _write(self, job: _ShardJob) -> dict:
+        entry = self.writer(job)
+        with self.progress_lock:
+            self.progress.advance(entry["count"])
+        return entry
+
+    def add(self, block: _Block) -> None:
+        for split in self.out_dirs:
+            rows = np.flatnonzero(block.splits == split)
+            if len(rows):
+                self.pending[split].append(
+                    (rows + block.first_row, block.ids[rows], block.votes[rows])
+                )
+                self.waiting[split] += len(rows)
+            while self.waiting[split] >= self.per_shard:
+                self._cut(split, self.per_shard)
+
+    def finish(self) -> dict[str, list[dict]]:
+        """Write every split's last, shorter shard; {split: shard entries in order}."""
+        for split in self.out_dirs:
+            if self.waiting[split]:
+                self._cut(split, self.waiting[split])
+        return {split: [r.result() for r in results] for split, results in self.results.items()}
+
+    def _cut(self, split: str, n: int) -> None:
+        rows, ids, votes = (
+            np.concatenate(parts) for parts in zip(*self.pending[split], strict=True)
+        )
+        keep = (rows[n:], ids[n:], votes[n:])
+        self.pending[split] = [keep] if len(keep[0]) else []
+        self.waiting[split] -= n
+        path = self.out_dirs[split] / shard_name(len(self.results[split]))
+        job = _ShardJob(path, rows[:n], ids[:n].tolist(), votes[:n])
+        if self.pool is None:
+            future = Future()
+            future.set_result(self._write(job))
+        else:
+            while len(self.in_flight) >= self.max_in_flight:
+                self.in_flight.popleft().result()
+            future = self.pool.submit(self._write, job)
+            self.in_flight.append(future)
+        self.results[split].append(future)
 
 
 def write_split_shards(
@@ -229,8 +353,10 @@ def write_all_shards(
 
     Returns ``{split: manifest}``. Galaxies keep catalogue order: shard ``k`` of a split holds
     its galaxies ``k * examples_per_shard`` to ``(k + 1) * examples_per_shard - 1``. The
-    catalogue, splits and image ids are read once for all splits; ``threads`` threads each write
-    whole shards (of any split), so the bytes do not depend on the number of threads.
+    catalogue, splits and image ids are read once for all splits, side by side in blocks, so
+    memory stays that of a block and a few shards whatever the survey's size; ``threads``
+    threads each write whole shards (of any split), so the bytes do not depend on the number of
+    threads.
     """
     unknown = [split for split in out_dirs if split not in SPLITS]
     if unknown:
@@ -242,47 +368,35 @@ def write_all_shards(
     started = time.perf_counter()
     images_path, catalogue_path = Path(images_path), Path(catalogue_path)
     out_dirs = {split: Path(folder) for split, folder in out_dirs.items()}
-    ids, votes = _read_votes(catalogue_path, schema)
-    split_names = _read_split_names(Path(splits_path), ids)
-    rows_of = {split: np.flatnonzero(split_names == split) for split in out_dirs}
-    jobs_of = {
-        split: [
-            _ShardJob(out_dirs[split] / shard_name(k), rows[start : start + examples_per_shard])
-            for k, start in enumerate(range(0, len(rows), examples_per_shard))
-        ]
-        for split, rows in rows_of.items()
-    }
+    n_catalogue = catalogue_length(catalogue_path)
+    counts = _split_counts(Path(splits_path), n_catalogue)
     for out_dir in out_dirs.values():
         out_dir.mkdir(parents=True, exist_ok=True)
         # Until the new manifest lands, the folder must not look complete.
         (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
 
     with h5py.File(images_path, "r") as h5:
-        image_ids = h5["id_str"].asstr()[...]
-        if len(image_ids) != len(ids) or not np.array_equal(image_ids.astype(str), ids):
+        if len(h5["id_str"]) != n_catalogue:
             raise ShardError(
-                f"{images_path} holds {len(image_ids)} images whose ids do not match the "
-                f"{len(ids)} galaxies of {catalogue_path} in order; re-run preprocessing"
+                f"{images_path} holds {len(h5['id_str'])} images for the {n_catalogue} galaxies "
+                f"of {catalogue_path}; re-run preprocessing"
             )
         image_shape = [int(n) for n in h5["images"].shape[1:]]
-        writer = _ShardWriter(h5["images"], ids, votes)
-        all_jobs = [job for jobs in jobs_of.values() for job in jobs]
-        progress = Progress("shards", sum(len(job.rows) for job in all_jobs))
-
-        def counted(entries):
-            return list(progress.iterate(entries, size=lambda entry: entry["count"]))
-
-        if threads == 1 or len(all_jobs) <= 1:
-            written = counted(map(writer, all_jobs))
-        else:
-            with ThreadPoolExecutor(min(threads, len(all_jobs))) as pool:
-                written = counted(pool.map(writer, all_jobs))
+        progress = Progress("shards", sum(counts[split] for split in out_dirs))
+        router = _Router(
+            _ShardWriter(h5["images"]), out_dirs, examples_per_shard, threads, progress
+        )
+        with router:
+            blocks = _read_blocks(
+                images_path, h5["id_str"], catalogue_path, Path(splits_path), schema
+            )
+            for block in blocks:
+                router.add(block)
+            written = router.finish()
 
     manifests = {}
-    entries = iter(written)
-    for split, jobs in jobs_of.items():
+    for split, files in written.items():
         out_dir = out_dirs[split]
-        files = [next(entries) for _ in jobs]
         # Shards of an earlier, longer run, and temporaries of an interrupted one, must not linger.
         keep = {entry["name"] for entry in files}
         for stale in [*out_dir.glob("shard_*.tfrecord"), *out_dir.glob(".partial.*.shard_*")]:
@@ -290,7 +404,7 @@ def write_all_shards(
                 stale.unlink(missing_ok=True)
         manifests[split] = {
             "split": split,
-            "count": int(len(rows_of[split])),
+            "count": counts[split],
             "label_cols": list(schema.label_cols),
             "image_shape": image_shape,
             "image_encoding": IMAGE_ENCODING,
@@ -302,13 +416,13 @@ def write_all_shards(
         log.info(
             "split %r: %d galaxies in %d shards of up to %d -> %s",
             split,
-            len(rows_of[split]),
+            counts[split],
             len(files),
             examples_per_shard,
             out_dir,
         )
     elapsed = time.perf_counter() - started
-    total = sum(len(rows) for rows in rows_of.values())
+    total = sum(counts[split] for split in out_dirs)
     log.info(
         "%d galaxies written in %.1f s (%.0f galaxies/s, %d threads)",
         total,
