@@ -32,5 +32,6 @@ rule explorer:
         rounds=explorer_rounds(),
         neighbours=config["explorer"]["neighbours"],
         thumbnail_size=config["explorer"]["thumbnail_size"],
+        max_galaxies=config["explorer"]["max_galaxies"],
     script:
         "../scripts/explorer.py"

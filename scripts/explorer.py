@@ -37,4 +37,5 @@ if __name__ == "__main__":
             ],
             neighbours=snakemake.params.neighbours,
             thumbnail_size=snakemake.params.thumbnail_size,
+            max_galaxies=snakemake.params.max_galaxies,
         )

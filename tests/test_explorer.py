@@ -197,6 +197,42 @@ def test_the_default_survey_s_site_stays_a_few_megabytes(tmp_path: Path):
     ]
 
 
+def test_a_run_larger_than_max_galaxies_shows_a_seeded_sample_with_every_acquisition(
+    tmp_path: Path,
+):
+    run = synthetic_run(tmp_path / "run", n=120, rounds=2)
+    data = build(run, tmp_path / "site", k=4, max_galaxies=30)
+    assert len(data["ids"]) == 30 and data["run_galaxies"] == 120
+    acquired = set()
+    for given in run["rounds"]:
+        acquired |= set(pd.read_csv(given.acquired, dtype={"id_str": str})["id_str"])
+    assert acquired <= set(data["ids"])
+    # The same galaxies every time, in the run's order, thumbnails and neighbours among them.
+    assert build(run, tmp_path / "again", k=4, max_galaxies=30)["ids"] == data["ids"]
+    order = [list(run["ids"]).index(g) for g in data["ids"]]
+    on_site = pd.concat([pd.read_parquet(p) for p in run["posteriors"].values()])["id_str"]
+    assert order == sorted(order, key=lambda row: list(on_site).index(run["ids"][row]))
+    assert all(0 <= j < 30 for near in data["neighbours"] for j, _ in near)
+    _write_shown(run, data["ids"], tmp_path / "shown.parquet")
+    expected = nearest_neighbours([tmp_path / "shown.parquet"], data["ids"][:3], k=4)
+    for i in range(3):
+        mine = expected[expected["query_id"] == data["ids"][i]]
+        assert [data["ids"][j] for j, _ in data["neighbours"][i]] == mine["id_str"].tolist()
+    # Round ranks are among the galaxies shown.
+    for summary in data["rounds"]:
+        assert set(summary["acquired"]) <= set(summary["scored"])
+        assert len(summary["scored"]) < 30
+    message = f"acquired {len(acquired)} galaxies, more than explorer.max_galaxies"
+    with pytest.raises(ValueError, match=message):
+        build(run, tmp_path / "tiny", max_galaxies=5)
+
+
+def _write_shown(run: dict, ids: list[str], path: Path) -> None:
+    """The PCA rows of the galaxies on the site, as one table (their search space)."""
+    table = pd.concat([pd.read_parquet(p) for p in run["pca"].values()])
+    table.set_index("id_str").loc[ids].reset_index().to_parquet(path, index=False)
+
+
 def test_bad_inputs_name_the_file_and_column(tmp_path: Path):
     run = synthetic_run(tmp_path / "run")
     broken = pd.read_parquet(run["posteriors"]["test"])

@@ -6,6 +6,11 @@ load it from ``file://`` where ``fetch()`` of a local JSON file is refused) and
 ``thumbnails/sheet_{k}.jpg``, sprite sheets of the galaxies' preprocessed images (one request per
 1,024 galaxies rather than one per galaxy).
 
+A survey larger than ``max_galaxies`` (default 20,000) is shown as a seeded sample of that many
+galaxies (by a hash of each id, so the same galaxies every time), always with every galaxy a
+shown round acquired: a page a browser opens quickly, not one of hundreds of MB. Neighbours and
+round ranks are then among the galaxies on the site, and the page says it is a sample.
+
 Per galaxy ``data.js`` holds its split, per answer the posterior's mean vote fraction and 90%
 interval of the vote probability (:mod:`zooflow.posteriors`), P(asked) per question, and where
 the galaxy has votes the observed fraction per answer and the number of volunteers per
@@ -37,13 +42,16 @@ from PIL import Image
 
 from zooflow.acquisition import SCORE_MEANINGS
 from zooflow.atomic import atomic_path
-from zooflow.ids import ID_COLUMN, read_csv_with_ids
+from zooflow.ids import ID_COLUMN, hash_uniform, read_csv_with_ids
 from zooflow.schema import Schema
 
 log = logging.getLogger(__name__)
 
 SHEET_COLUMNS = 32  # thumbnails per sprite-sheet row; a sheet holds SHEET_COLUMNS**2 galaxies
-NEIGHBOUR_QUERIES = 1024  # galaxies searched at once: the similarity block is this x 8192
+# Galaxies on one site at most; a larger run shows a seeded sample (module docstring).
+DEFAULT_MAX_GALAXIES = 20_000
+# Similarities computed at once when finding neighbours (float64 elements: 32 MB).
+NEIGHBOUR_BLOCK_ELEMENTS = 1 << 22
 JPEG_QUALITY = 90
 REPRESENTATIONS_OFF = (
     "Nearest neighbours come from the network's representations, which this run did not "
@@ -190,48 +198,65 @@ def write_thumbnails(
 def neighbour_lists(
     tables: Mapping[str, str | Path], ids: Sequence[str], k: int
 ) -> list[list[list]]:
-    """Per galaxy of ``ids``: its ``k`` nearest galaxies as [index into ids, similarity]."""
-    from zooflow.representations import nearest_neighbours
+    """Per galaxy of ``ids``: its ``k`` nearest among ``ids`` by cosine similarity of the
+    compressed representations in ``tables``, as [index into ids, similarity].
+
+    The vectors of ``ids`` are read once (40 numbers a galaxy); similarities are computed in
+    blocks of queries, so memory stays bounded for any number of galaxies on the site.
+    """
+    from zooflow.representations import read_pca_blocks, unit_vectors
 
     position = {galaxy: n for n, galaxy in enumerate(ids)}
-    seen: set[str] = set()
+    vectors: np.ndarray | None = None
+    found = np.zeros(len(ids), dtype=bool)
     for path in tables.values():
-        table = pd.read_parquet(path, columns=[ID_COLUMN])
-        stray = [g for g in table[ID_COLUMN].astype(str) if g not in position]
-        if stray:
-            raise ValueError(
-                f"{path}: galaxies {stray[:5]} have representations but no posteriors "
-                "(tables from another run?)"
-            )
-        seen.update(table[ID_COLUMN].astype(str))
-    missing = [g for g in ids if g not in seen]
-    if missing:
+        for block_ids, block in read_pca_blocks([path], 8192):
+            rows = [position.get(str(galaxy)) for galaxy in block_ids]
+            on_site = [n for n, row in enumerate(rows) if row is not None]
+            if vectors is None:
+                vectors = np.zeros((len(ids), block.shape[1]))
+            targets = [rows[n] for n in on_site]
+            vectors[targets] = block[on_site]
+            found[targets] = True
+    if not found.all():
+        missing = [ids[n] for n in np.flatnonzero(~found)[:5]]
         raise ValueError(
-            f"galaxies {missing[:5]} have no representation in {list(map(str, tables.values()))}"
+            f"galaxies {missing} have no representation in {list(map(str, tables.values()))}"
         )
-    found: dict[str, list[list]] = {galaxy: [] for galaxy in ids}
-    for start in range(0, len(ids), NEIGHBOUR_QUERIES):
-        near = nearest_neighbours(tables.values(), ids[start : start + NEIGHBOUR_QUERIES], k=k)
-        for query, galaxy, similarity in zip(
-            near["query_id"], near["id_str"], near["similarity"], strict=True
-        ):
-            found[query].append([position[galaxy], round(float(similarity), 4)])
-    return [found[galaxy] for galaxy in ids]
+    k = min(k, len(ids) - 1)
+    unit = unit_vectors(vectors)
+    queries_per_block = max(1, NEIGHBOUR_BLOCK_ELEMENTS // len(ids))
+    lists: list[list[list]] = []
+    for start in range(0, len(ids), queries_per_block):
+        stop = min(start + queries_per_block, len(ids))
+        similarity = unit[start:stop] @ unit.T
+        similarity[np.arange(stop - start), np.arange(start, stop)] = -np.inf  # not itself
+        nearest = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+        for row, columns in enumerate(nearest):
+            lists.append([[int(c), round(float(similarity[row, c]), 4)] for c in columns])
+    return lists
 
 
-def round_summary(round_: Round, position: Mapping[str, int]) -> dict:
-    """One round's scores and acquisitions, galaxies as indices into the site's list."""
+def round_summary(
+    round_: Round, position: Mapping[str, int], known: set[str] | None = None
+) -> dict:
+    """One round's scores and acquisitions, galaxies as indices into the site's list.
+
+    ``known``: every galaxy of the run when the site shows a sample (``position``); scored
+    galaxies off the site are left out, and ranks are among the galaxies shown."""
     scores = read_csv_with_ids(round_.scores)
     _need_columns(scores, [ID_COLUMN, "score"], round_.scores, "a round's scores")
     acquired = read_csv_with_ids(round_.acquired)
     _need_columns(acquired, [ID_COLUMN, "rank", "score"], round_.acquired, "a round's acquisitions")
+    known = set(position) if known is None else known
     for path, table in ((round_.scores, scores), (round_.acquired, acquired)):
-        unknown = [g for g in table[ID_COLUMN] if g not in position]
+        unknown = [g for g in table[ID_COLUMN] if g not in known]
         if unknown:
             raise ValueError(
                 f"{path}: galaxies {unknown[:5]} are not among the explorer's galaxies "
                 f"({len(unknown)} unknown)"
             )
+    scores = scores[scores[ID_COLUMN].isin(position)]
     # Rank as the acquisition orders: highest score first, equal scores in ascending id order.
     ranked = scores.sort_values(["score", ID_COLUMN], ascending=[False, True], kind="stable")
     acquired = acquired.sort_values("rank", kind="stable")
@@ -250,6 +275,35 @@ def round_summary(round_: Round, position: Mapping[str, int]) -> dict:
     }
 
 
+def _sample(table: pd.DataFrame, rounds: Sequence[Round], max_galaxies: int) -> pd.DataFrame:
+    """At most ``max_galaxies`` rows, in the table's order: every galaxy the rounds acquired,
+    then the others with the smallest hash of their id (module docstring)."""
+    if max_galaxies < 1:
+        raise ValueError(f"explorer.max_galaxies must be at least 1, got {max_galaxies}")
+    if len(table) <= max_galaxies:
+        return table
+    acquired = set()
+    for round_ in rounds:
+        acquired.update(read_csv_with_ids(round_.acquired)[ID_COLUMN])
+    must = table[ID_COLUMN].isin(acquired).to_numpy()
+    if must.sum() > max_galaxies:
+        raise ValueError(
+            f"the rounds shown acquired {int(must.sum())} galaxies, more than "
+            f"explorer.max_galaxies = {max_galaxies}: raise it, or show fewer rounds"
+        )
+    order = np.argsort(hash_uniform(table[ID_COLUMN], seed=0), kind="stable")
+    rest = order[~must[order]][: max_galaxies - int(must.sum())]
+    keep = must.copy()
+    keep[rest] = True
+    log.info(
+        "explorer: %d of the run's %d galaxies (a seeded sample; explorer.max_galaxies = %d)",
+        int(keep.sum()),
+        len(table),
+        max_galaxies,
+    )
+    return table[keep].reset_index(drop=True)
+
+
 def explorer_data(
     posteriors: Mapping[str, str | Path],
     catalogue: str | Path,
@@ -258,9 +312,13 @@ def explorer_data(
     representations: Mapping[str, str | Path] | None = None,
     rounds: Sequence[Round] = (),
     neighbours: int = 8,
+    max_galaxies: int = DEFAULT_MAX_GALAXIES,
 ) -> dict:
     """Everything ``data.js`` holds except the thumbnails' layout (module docstring)."""
     table, answers = read_posteriors(posteriors, schema)
+    n_run = len(table)
+    known = set(table[ID_COLUMN])
+    table = _sample(table, rounds, max_galaxies)
     ids = table[ID_COLUMN].tolist()
     splits = list(posteriors)
     questions = []
@@ -299,7 +357,8 @@ def explorer_data(
         "volunteers": volunteers,
         "neighbours": None,
         "neighbours_note": REPRESENTATIONS_OFF,
-        "rounds": [round_summary(r, position) for r in rounds],
+        "rounds": [round_summary(r, position, known) for r in rounds],
+        "run_galaxies": n_run,  # more than len(ids) when the site shows a sample
         "strategies": {
             s: SCORE_MEANINGS.get(s, f"the {s} acquisition score")
             for s in dict.fromkeys(r.strategy for r in rounds)
@@ -326,6 +385,7 @@ def write_explorer(
     rounds: Sequence[Round] = (),
     neighbours: int = 8,
     thumbnail_size: int = 64,
+    max_galaxies: int = DEFAULT_MAX_GALAXIES,
     title: str = "zooflow explorer",
 ) -> Path:
     """Write the site (module docstring) into ``out_dir``; returns the path of ``index.html``.
@@ -346,6 +406,7 @@ def write_explorer(
         representations=representations,
         rounds=rounds,
         neighbours=neighbours,
+        max_galaxies=max_galaxies,
     )
     data["title"] = title
     thumbnails = out_dir / "thumbnails"

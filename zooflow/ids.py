@@ -7,9 +7,11 @@ pandas would read as missing. Every CSV with an ``id_str`` column is read throug
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ID_COLUMN = "id_str"
@@ -74,3 +76,20 @@ def float_id_error(column: str, where: str | Path) -> str:
         f"df[{column!r}] = df[{column!r}].astype(str) before any conversion to float, or read "
         "the original table with dtype=str for that column."
     )
+
+
+def hash_uniform(id_str: Iterable[str], seed: int) -> np.ndarray:
+    """A number in [0, 1) per galaxy that depends on nothing but the seed and its id (splits and
+    the explorer's sample draw by it): ``u = floor(h / 2**11) / 2**53``, ``h`` the first 8
+    digest bytes (big-endian).
+
+    ``h`` is the leading 64 bits of ``sha256(f"{seed}:{id_str}")``; keeping its top 53 bits makes
+    ``u`` exact in float64 and strictly below 1.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    top_bits = [
+        int.from_bytes(hashlib.sha256(f"{seed}:{galaxy}".encode()).digest()[:8], "big") >> 11
+        for galaxy in id_str
+    ]
+    return np.asarray(top_bits, dtype=np.float64) / float(2**53)

@@ -168,7 +168,8 @@ def read_pca_blocks(
             )
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
+def unit_vectors(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (a zero row stays zero): cosine similarity is then a dot product."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms > 0, norms, 1.0)
 
@@ -207,11 +208,11 @@ def nearest_neighbours(
         )
     if not queries:
         return pd.DataFrame(columns=["query_id", "rank", "id_str", "similarity"])
-    query_vectors = _unit(np.stack([found[q] for q in queries]))
+    query_vectors = unit_vectors(np.stack([found[q] for q in queries]))
     best_ids = np.empty((len(queries), 0), dtype=object)
     best_similarity = np.empty((len(queries), 0))
     for ids, vectors in read_pca_blocks(tables, block):
-        similarity = query_vectors @ _unit(vectors).T  # (queries, block)
+        similarity = query_vectors @ unit_vectors(vectors).T  # (queries, block)
         similarity[np.asarray(queries)[:, None] == ids[None, :]] = -np.inf  # not itself
         merged_ids = np.concatenate([best_ids, np.broadcast_to(ids, similarity.shape)], axis=1)
         merged = np.concatenate([best_similarity, similarity], axis=1)

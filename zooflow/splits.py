@@ -15,7 +15,6 @@ galaxies to the catalogue never moves an existing one.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,6 +24,7 @@ import pandas as pd
 
 from zooflow.atomic import atomic_path
 from zooflow.catalogue import iter_catalogue_columns
+from zooflow.ids import hash_uniform
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +50,6 @@ def check_fractions(test_fraction: float, val_fraction: float, initial_fraction:
             f"galaxies remain in the pool; got {test_fraction} + {val_fraction} + "
             f"{initial_fraction} = {total:g}"
         )
-
-
-def hash_uniform(id_str: Iterable[str], seed: int) -> np.ndarray:
-    """``u = floor(h / 2**11) / 2**53`` per id, ``h`` the first 8 digest bytes (big-endian).
-
-    ``h`` is the leading 64 bits of ``sha256(f"{seed}:{id_str}")``; keeping its top 53 bits makes
-    ``u`` exact in float64 and strictly below 1.
-    """
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    top_bits = [
-        int.from_bytes(hashlib.sha256(f"{seed}:{galaxy}".encode()).digest()[:8], "big") >> 11
-        for galaxy in id_str
-    ]
-    return np.asarray(top_bits, dtype=np.float64) / float(2**53)
 
 
 def assign_splits(

@@ -118,7 +118,8 @@
     const cells = document.createDocumentFragment();
     shown.slice(0, state.limit).forEach((i) => cells.append(cell(i, state.answer)));
     grid.replaceChildren(cells);
-    $("count").textContent = `${shown.length} of ${n} galaxies`;
+    const sample = D.run_galaxies > n ? ` (a sample of the run's ${D.run_galaxies})` : "";
+    $("count").textContent = `${shown.length} of ${n} galaxies${sample}`;
     $("count").dataset.matching = shown.length;
     $("more").hidden = shown.length <= state.limit;
   }
