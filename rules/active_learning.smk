@@ -17,9 +17,38 @@ rule start_rounds:
         "../scripts/start_rounds.py"
 
 
+# With several prediction groups, a strategy that scores each galaxy from its own predictions
+# scores the pool one group at a time, in parallel jobs; acquire then ranks the parts together.
+rule score_group:
+    input:
+        part=f"{AL}/round_{{round}}/predictions/group_{{group}}",
+        calibration=round_calibration_file,
+        tree=TREE,
+        library=library("score_group"),
+    output:
+        scores=temp(f"{AL}/round_{{round}}/scores/group_{{group}}.parquet"),
+    log:
+        f"logs/{ROUNDS}/round_{{round}}/score_{{group}}.log",
+    benchmark:
+        f"results/benchmarks/{ROUNDS}/round_{{round}}/score_{{group}}.tsv"
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 60 * attempt,
+    params:
+        expected_votes=config["active_learning"]["expected_votes"],
+        question_weights=config["active_learning"]["question_weights"],
+        information=config["active_learning"]["information"],
+        draws_per_sample=config["active_learning"]["draws_per_sample"],
+        seed=acquisition_seed,
+    script:
+        "../scripts/score_group.py"
+
+
 rule acquire:
     input:
-        predictions=f"{AL}/round_{{round}}/pool_predictions.h5",
+        unpack(pool_scores),
         unlabelled=f"{AL}/round_{{round}}/unlabelled.csv",
         catalogue=f"{DATA}/catalogue.parquet",
         tree=TREE,
@@ -43,7 +72,7 @@ rule acquire:
         information=config["active_learning"]["information"],
         draws_per_sample=config["active_learning"]["draws_per_sample"],
         epig_targets=config["active_learning"]["epig_targets"],
-        seed=lambda wildcards: int(wildcards.seed) * 1000 + int(wildcards.round),
+        seed=acquisition_seed,
     script:
         "../scripts/acquire.py"
 

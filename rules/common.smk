@@ -1,6 +1,8 @@
 # Glue shared by every stage: paths, input functions, wildcard constraints.
 import os
+from types import SimpleNamespace
 
+from zooflow.acquisition import POOL_WIDE
 from zooflow.configuration import prediction_model
 from zooflow.dependencies import import_closure
 from zooflow.runlog import SNAKEMAKE_PROCESS, process_marker
@@ -337,6 +339,35 @@ def network_gpus(wildcards):
 def al_run(strategy, seed, round_):
     """The run name of one active-learning round: its folder under results/ and logs/."""
     return f"al/{strategy}/seed_{seed}/round_{round_}"
+
+
+def acquisition_seed(wildcards):
+    """A round's acquisition draws: one seed per (study seed, round)."""
+    return int(wildcards.seed) * 1000 + int(wildcards.round)
+
+
+def scored_by_group(strategy):
+    """Whether a strategy's round scores the pool one prediction group at a time (score_group):
+    with more than one group, for every strategy that scores a galaxy from its own predictions.
+    """
+    return config["predict"]["shard_groups"] > 1 and strategy not in POOL_WIDE
+
+
+def pool_scores(wildcards):
+    """What acquire ranks: the groups' scores, or the pool's gathered predictions."""
+    if scored_by_group(wildcards.strategy):
+        groups = range(config["predict"]["shard_groups"])
+        return {
+            "scores": [
+                f"{round_dir(wildcards)}/scores/group_{g}.parquet" for g in groups
+            ]
+        }
+    return {"predictions": f"{round_dir(wildcards)}/pool_predictions.h5"}
+
+
+def round_calibration_file(wildcards):
+    run = al_run(wildcards.strategy, wildcards.seed, int(wildcards.round))
+    return calibration_file(SimpleNamespace(run=run))
 
 
 def round_dir(wildcards, round_offset=0):

@@ -8,7 +8,7 @@ from zooflow.schema import load_schema
 if __name__ == "__main__":
     with log_to(snakemake.log[0]):
         acquire(
-            snakemake.input.predictions,
+            snakemake.input.get("predictions"),
             snakemake.input.unlabelled,
             snakemake.input.catalogue,
             load_schema(snakemake.input.tree),
@@ -22,4 +22,5 @@ if __name__ == "__main__":
             information=snakemake.params.information,
             draws_per_sample=snakemake.params.draws_per_sample,
             epig_targets=snakemake.params.epig_targets,
+            score_parts=snakemake.input.get("scores", []),
         )

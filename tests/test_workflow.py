@@ -234,7 +234,8 @@ def test_no_test_or_validation_galaxy_is_ever_trained_on(tiny_full_run):
 
 def test_the_w20_binomial_head_with_warm_started_rounds_runs_end_to_end(tiny_data_run, tmp_path):
     """Train, predict, summarise, evaluate and acquire with one answer's binomial head (W+20),
-    each round continuing from the previous round's model; no baseline strategy was run."""
+    each round continuing from the previous round's model; no baseline strategy was run. Two
+    prediction groups: each round's pool is scored one group at a time and never gathered."""
     import shutil
 
     from zooflow.posteriors import read_predictions
@@ -244,6 +245,7 @@ def test_the_w20_binomial_head_with_warm_started_rounds_runs_end_to_end(tiny_dat
     (workdir / "binomial.yaml").write_text(
         "train: {head: binomial, binomial_answer: smooth-or-featured_smooth}\n"
         "active_learning: {warm_start: true, strategies: [bald], rounds: 2}\n"
+        "predict: {shard_groups: 2}\n"
     )
     result = run_snakemake(workdir, "--configfile", str(TINY_CONFIG), "binomial.yaml")
     assert "rule simulate" not in result.stdout  # nothing of the data stage reran
@@ -263,6 +265,12 @@ def test_the_w20_binomial_head_with_warm_started_rounds_runs_end_to_end(tiny_dat
     acquired = pd.read_csv(_round(workdir, "bald", 0) / "acquired.csv", dtype={"id_str": str})
     best = scores.sort_values(["score", "id_str"], ascending=[False, True])["id_str"].head(8)
     assert list(acquired["id_str"]) == list(best)
+    waiting = pd.read_csv(_round(workdir, "bald", 0) / "unlabelled.csv", dtype={"id_str": str})
+    assert sorted(scores["id_str"]) == sorted(waiting["id_str"])  # every waiting galaxy, once
+    round_logs = workdir / "logs" / "al" / "bald" / "seed_42" / "round_0"
+    for group in (0, 1):
+        assert "bald scored" in (round_logs / f"score_{group}.log").read_text()
+    assert not (_round(workdir, "bald", 0) / "pool_predictions.h5").exists()
     # Round 1 started from round 0's weights.
     log = (workdir / "logs" / "al" / "bald" / "seed_42" / "round_1" / "train.log").read_text()
     assert "warm start from results/al/bald/seed_42/round_0/model.keras" in log

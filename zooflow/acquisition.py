@@ -16,19 +16,22 @@ binomial ρ (G, T) for one answer, or Dirichlet concentrations (G, A, T) for the
 
 Every acquisition function is registered by name in :data:`ACQUISITION_FUNCTIONS` and called
 through :func:`acquire_scores`; :func:`top_k` turns scores into an ordered list of galaxy ids and
-:func:`acquire` is the workflow's step (scores and acquisitions of one round, as CSV files).
+:func:`acquire` is the workflow's step (scores and acquisitions of one round, as CSV files). A
+pool too large for one job is scored one prediction group at a time (:func:`score_part`, every
+function but those in :data:`POOL_WIDE`) and :func:`acquire` ranks the parts together.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from zooflow.atomic import atomic_path
 from zooflow.bald import (
     AcquisitionError,
     DirichletMultinomialTerms,
@@ -50,7 +53,7 @@ from zooflow.information import (
     expected_information_gain,
     information_terms,
 )
-from zooflow.posteriors import HEADS
+from zooflow.posteriors import HEADS, apply_temperatures, read_predictions, read_temperatures
 from zooflow.predictive_information import (
     epig,
     epig_binomial,
@@ -64,6 +67,7 @@ DEFAULT_EPIG_TARGETS = 200
 
 __all__ = [
     "ACQUISITION_FUNCTIONS",
+    "POOL_WIDE",
     "AcquisitionError",
     "AcquisitionResult",
     "DirichletMultinomialTerms",
@@ -79,6 +83,7 @@ __all__ = [
     "n_vote_compositions",
     "question_weight_vector",
     "register",
+    "score_part",
     "top_k",
     "vote_compositions",
 ]
@@ -115,19 +120,26 @@ AcquisitionFunction = Callable[[np.ndarray, Schema | None, AcquisitionOptions], 
 ACQUISITION_FUNCTIONS: dict[str, AcquisitionFunction] = {}
 # What each function's score means, in a reader's words (the explorer shows it beside the scores).
 SCORE_MEANINGS: dict[str, str] = {}
+# Functions whose score of a galaxy depends on other galaxies' predictions (EPIG's targets are a
+# sample of the pool): they score the whole pool at once. Every other one scores each galaxy from
+# its own predictions, so a pool can be scored one shard group at a time (score_part).
+POOL_WIDE: set[str] = set()
 
 
 def register(
-    name: str, meaning: str | None = None
+    name: str, meaning: str | None = None, *, pool_wide: bool = False
 ) -> Callable[[AcquisitionFunction], AcquisitionFunction]:
     """Decorator adding ``fn(predictions, schema, options) -> AcquisitionResult`` by name, with
-    what its score means to a reader (default: "the {name} acquisition score")."""
+    what its score means to a reader (default: "the {name} acquisition score"); ``pool_wide``
+    when a galaxy's score depends on the other galaxies scored with it."""
 
     def add(fn: AcquisitionFunction) -> AcquisitionFunction:
         if name in ACQUISITION_FUNCTIONS:
             raise AcquisitionError(f"an acquisition function named {name!r} is already registered")
         ACQUISITION_FUNCTIONS[name] = fn
         SCORE_MEANINGS[name] = meaning or f"the {name} acquisition score"
+        if pool_wide:
+            POOL_WIDE.add(name)
         return fn
 
     return add
@@ -224,7 +236,9 @@ def _max_entropy(
 
 
 @register(
-    "epig", "what its votes would tell about the predictions for the survey's galaxies (EPIG)"
+    "epig",
+    "what its votes would tell about the predictions for the survey's galaxies (EPIG)",
+    pool_wide=True,
 )
 def _epig(
     predictions: np.ndarray, schema: Schema | None, options: AcquisitionOptions
@@ -349,8 +363,116 @@ def top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
     return ids[order[:k]]
 
 
-def acquire(
+def _scores_table(ids: np.ndarray, result: AcquisitionResult, schema: Schema) -> pd.DataFrame:
+    """id_str, score, mi (BALD strategies), mi_<question> (or mi_answer): one row per galaxy."""
+    scores = pd.DataFrame({"id_str": ids, "score": result.scores})
+    if result.mutual_information is not None:
+        scores["mi"] = result.mutual_information
+    if result.per_question is not None:
+        names = (
+            schema.question_names
+            if result.per_question.shape[1] == schema.n_questions
+            else ["answer"]
+        )
+        for j, name in enumerate(names):
+            scores[f"mi_{name}"] = result.per_question[:, j]
+    return scores
+
+
+def _score_file(
     predictions_path: str | Path,
+    schema: Schema,
+    strategy: str,
+    *,
+    calibration_path: str | Path | None,
+    seed: int,
+    expected_votes: float,
+    question_weights: dict[str, float] | None,
+    information: str,
+    draws_per_sample: int,
+    epig_targets: int = DEFAULT_EPIG_TARGETS,
+) -> pd.DataFrame:
+    """The scores table of every galaxy in a predictions file, calibrated with the temperatures
+    in ``calibration_path`` when given (a shard group's part is written before calibration)."""
+    ids, _, predictions, attrs = read_predictions(predictions_path)
+    head = str(attrs.get("head", "dirichlet"))
+    if strategy == "epig" and attrs.get("dropout_masks") != "shared":
+        raise ValueError(
+            f"{predictions_path}: EPIG needs samples that are the same network for every galaxy, "
+            "which predictions written before zooflow shared dropout masks are not; "
+            "rerun the prediction (snakemake --forcerun predict)"
+        )
+    temperatures = read_temperatures(calibration_path)
+    if temperatures and head == "dirichlet":
+        predictions = apply_temperatures(predictions, schema, temperatures)
+    result = acquire_scores(
+        strategy,
+        predictions,
+        schema,
+        head=head,
+        expected_votes=expected_votes,
+        question_weights=question_weights or None,
+        seed=seed,
+        binomial_votes=int(round(expected_votes)),
+        information=information,
+        draws_per_sample=draws_per_sample,
+        epig_targets=epig_targets,
+    )
+    return _scores_table(ids, result, schema)
+
+
+def score_part(
+    predictions_path: str | Path,
+    schema: Schema,
+    *,
+    strategy: str,
+    scores_out: str | Path,
+    calibration_path: str | Path | None = None,
+    group: int = 0,
+    expected_votes: float = 40,
+    question_weights: dict[str, float] | None = None,
+    seed: int = 0,
+    information: str = "joint",
+    draws_per_sample: int = DEFAULT_DRAWS_PER_SAMPLE,
+) -> pd.DataFrame:
+    """Score one shard group's galaxies (its part of the pool's predictions) into ``scores_out``
+    (parquet: id_str, score, mi, mi_<question>), so that a pool of millions is scored by as many
+    jobs as there are prediction groups; :func:`acquire` then ranks the parts together.
+
+    Only strategies that score each galaxy from its own predictions can be split so (not those
+    in :data:`POOL_WIDE`). The part is calibrated as the gathered file would be; random draws
+    (Monte-Carlo terms, power BALD's noise, random's scores) come from ``(seed, group)``, so each
+    group's are independent of the others' and the same on every rerun.
+    """
+    if strategy in POOL_WIDE:
+        raise AcquisitionError(
+            f"{strategy} scores each galaxy against a sample of the whole pool, so it cannot be "
+            "scored one shard group at a time; acquire scores it from the gathered predictions"
+        )
+    scores = _score_file(
+        predictions_path,
+        schema,
+        strategy,
+        calibration_path=calibration_path,
+        seed=_group_seed(seed, group),
+        expected_votes=expected_votes,
+        question_weights=question_weights,
+        information=information,
+        draws_per_sample=draws_per_sample,
+    )
+    with atomic_path(scores_out) as temporary:
+        scores.to_parquet(temporary, index=False)
+    log.info("%s scored %d galaxies of shard group %d", strategy, len(scores), group)
+    return scores
+
+
+def _group_seed(seed: int, group: int) -> int:
+    """One seed per (round seed, shard group): distinct groups draw independent numbers."""
+    return int(np.random.SeedSequence([seed, group]).generate_state(1)[0])
+
+
+def acquire(
+    predictions_path: str | Path | None,
     unlabelled_path: str | Path,
     catalogue_path: str | Path,
     schema: Schema,
@@ -365,9 +487,12 @@ def acquire(
     information: str = "joint",
     draws_per_sample: int = 4,
     epig_targets: int = 200,
+    score_parts: Sequence[str | Path] = (),
 ) -> pd.DataFrame:
     """Score every waiting galaxy with the strategy and pick the top ``n_acquire``.
 
+    Scores come from the pool's gathered predictions (``predictions_path``), or, when the pool
+    was scored one shard group at a time (:func:`score_part`), from those ``score_parts``.
     Writes every score (``scores_out``: id_str, score, mi, mi_<question>) and the acquisitions
     (``acquired_out``: rank, id_str, file_loc, score, mi, mi_<question>), ready to upload as
     Zooniverse subjects in a real campaign. ``score`` is what the strategy ranks by; ``mi``, the
@@ -375,47 +500,33 @@ def acquire(
     score is ln MI plus noise, so ``mi`` is the one to read as information). The head is the
     one the predictions file records.
     """
-    from zooflow.posteriors import read_predictions
-
-    ids, _, predictions, attrs = read_predictions(predictions_path)
-    head = str(attrs.get("head", "dirichlet"))
-    if strategy == "epig" and attrs.get("dropout_masks") != "shared":
-        raise ValueError(
-            f"{predictions_path}: EPIG needs samples that are the same network for every galaxy, "
-            "which predictions written before zooflow shared dropout masks are not; "
-            "rerun the prediction (snakemake --forcerun predict)"
+    if (predictions_path is None) == (not score_parts):
+        raise ValueError("acquire takes the pool's predictions or its scored parts, not both")
+    if score_parts:
+        scores = pd.concat([pd.read_parquet(part) for part in score_parts], ignore_index=True)
+        where = f"the scores of {len(score_parts)} shard groups"
+    else:
+        scores = _score_file(
+            predictions_path,
+            schema,
+            strategy,
+            calibration_path=None,  # the gathered file is calibrated already
+            seed=seed,
+            expected_votes=expected_votes,
+            question_weights=question_weights,
+            information=information,
+            draws_per_sample=draws_per_sample,
+            epig_targets=epig_targets,
         )
+        where = str(predictions_path)
+    ids = scores["id_str"].to_numpy(dtype=str)
     waiting = set(read_csv_with_ids(unlabelled_path)["id_str"])
     stray = sorted(set(ids) - waiting)
     if stray:
         raise ValueError(
-            f"{predictions_path} holds galaxies that are not waiting in the pool, e.g. {stray[:3]}"
+            f"{where} hold galaxies that are not waiting in the pool, e.g. {stray[:3]}"
         )
-    result = acquire_scores(
-        strategy,
-        predictions,
-        schema,
-        head=head,
-        expected_votes=expected_votes,
-        question_weights=question_weights or None,
-        seed=seed,
-        binomial_votes=int(round(expected_votes)),
-        information=information,
-        draws_per_sample=draws_per_sample,
-        epig_targets=epig_targets,
-    )
-    scores = pd.DataFrame({"id_str": ids, "score": result.scores})
-    if result.mutual_information is not None:
-        scores["mi"] = result.mutual_information
-    if result.per_question is not None:
-        names = (
-            schema.question_names
-            if result.per_question.shape[1] == schema.n_questions
-            else ["answer"]
-        )
-        for j, name in enumerate(names):
-            scores[f"mi_{name}"] = result.per_question[:, j]
-    chosen = top_k(ids, result.scores, n_acquire)
+    chosen = top_k(ids, scores["score"].to_numpy(), n_acquire)
     files = pd.read_parquet(catalogue_path, columns=["id_str", "file_loc"]).set_index("id_str")
     acquired = scores.set_index("id_str").loc[list(chosen)].reset_index()
     acquired.insert(0, "rank", range(1, len(acquired) + 1))
