@@ -98,6 +98,8 @@ def predict_survey(root: Path, model_run: Path, n_galaxies: int) -> dict[str, tu
         f"predict: {{model: {model_run}, passes: 30}}\n"
         "shards: {examples_per_shard: 2048}\n"
         "representations: {enabled: true}\n"
+        # The explorer shows a sample (explorer.max_galaxies): no part of these goals.
+        "explorer: {enabled: false}\n"
     )
     seconds = snakemake(workdir, "--configfile", str(TINY), str(settings))
     print(f"  {n_galaxies} galaxies: whole run {seconds:.0f} s (rendering included)", flush=True)
