@@ -25,17 +25,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import print_study  # noqa: E402
+from _workflow import copy_workflow  # noqa: E402
 
-PARTS = ("Snakefile", "rules", "scripts", "config", "envs", "zooflow", "report")
 SECOND_SURVEY = "config/studies/second_survey.yaml"
-
-
-def copy_workflow(workdir: Path) -> None:
-    workdir.mkdir(parents=True, exist_ok=True)
-    for part in PARTS:
-        src, dest = REPO / part, workdir / part
-        if not dest.exists():
-            (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest)
 
 
 def snakemake(workdir: Path, *args: str, cores: int) -> float:

@@ -26,11 +26,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import print_study  # noqa: E402
+from _workflow import copy_workflow  # noqa: E402
 
-PARTS = ("Snakefile", "rules", "scripts", "config", "envs", "zooflow", "report")
 GOAL_MINUTES = 15.0
 
 
@@ -44,10 +43,7 @@ def main() -> None:
 
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="zooflow-default-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    for part in PARTS:
-        src, dest = REPO / part, workdir / part
-        if not dest.exists():
-            (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest)
+    copy_workflow(workdir)
     extra = ["--configfile", str(args.configfile.resolve())] if args.configfile else []
 
     def snakemake(*targets: str, config: Sequence[str] = extra) -> float:

@@ -38,9 +38,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from _workflow import copy_workflow
 
 REPO = Path(__file__).resolve().parents[1]
-PARTS = ("Snakefile", "rules", "scripts", "config", "envs", "zooflow", "report", "profiles")
 SPLITS = ("test", "val", "initial", "pool")
 BASE_TREE = REPO / "config" / "studies" / "decals_without_merging.yaml"
 NEW_TREE = REPO / "config" / "studies" / "merging_tree.yaml"
@@ -53,10 +53,7 @@ def prepare(root: Path, n_galaxies: int, survey_seed: int) -> None:
     from zooflow.mock import MockSurveyConfig, simulate_survey
     from zooflow.schema import load_schema
 
-    for part in PARTS:
-        if not (root / part).exists():
-            source = REPO / part
-            (shutil.copytree if source.is_dir() else shutil.copy2)(source, root / part)
+    copy_workflow(root)
     survey = root / "survey"
     if not (survey / "catalogue.csv").exists():
         simulate_survey(

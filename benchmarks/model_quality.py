@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _workflow import copy_workflow
 
 REPO = Path(__file__).resolve().parents[1]
-PARTS = ("Snakefile", "rules", "scripts", "config", "envs", "zooflow", "report")
 SURVEYS = {"default": [], "second": ["config/studies/second_survey.yaml"]}
 GOALS = {
     "accuracy_gap": 0.015,
@@ -59,10 +58,7 @@ def run(workdir: Path, *args: str) -> float:
 
 
 def measure(workdir: Path, configs: list[str], seed: int | None, pretrained: bool) -> dict:
-    for part in PARTS:
-        src, dest = REPO / part, workdir / part
-        if not dest.exists():
-            (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest)
+    copy_workflow(workdir)
     # One --configfile flag with every file: Snakemake keeps only the last of repeated flags.
     files = [str((REPO / c).resolve()) for c in configs]
     if not pretrained:  # the network on its own: no features from the pretraining survey

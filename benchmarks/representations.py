@@ -30,9 +30,8 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+from _workflow import copy_workflow
 
-REPO = Path(__file__).resolve().parents[1]
-PARTS = ("Snakefile", "rules", "scripts", "config", "envs", "zooflow", "report", "profiles")
 SPLITS = ("test", "val", "initial", "pool")
 GOAL = 0.85
 K = 10
@@ -46,10 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="zooflow-representations-"))
     root.mkdir(parents=True, exist_ok=True)
-    for part in PARTS:
-        if not (root / part).exists():
-            source = REPO / part
-            (shutil.copytree if source.is_dir() else shutil.copy2)(source, root / part)
+    copy_workflow(root)
     command = [sys.executable, "-m", "snakemake", "--cores", "2", "full"]
     command += ["--config", "representations={enabled: true}"]
     if args.configfile:

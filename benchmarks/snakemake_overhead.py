@@ -23,18 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from _workflow import copy_workflow
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "data" / "tiny.yaml"
-PARTS = ("Snakefile", "rules", "scripts", "config", "envs", "zooflow", "report")
 GOAL_S = 5.0
-
-
-def copy_workflow(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for part in PARTS:
-        src = REPO / part
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / part)
-    return dest
 
 
 def snakemake(workdir: Path, *args: str) -> float:

@@ -33,10 +33,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from _workflow import copy_workflow
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "data" / "tiny.yaml"
-PARTS = ("Snakefile", "rules", "scripts", "config", "envs", "zooflow", "report", "profiles")
 DATA_STAGE = ("ingest", "preprocess", "split", "shards")
 PREDICTION = ("predict", "gather", "release")
 REPRESENTATIONS = ("representations", "anomalies")
@@ -46,15 +46,6 @@ GROUPS = (
     ("representations", REPRESENTATIONS),
 )
 TIME_GOAL, RSS_GOAL, PLAN_GOAL_S = 1.1, 1.2, 30.0
-
-
-def copy_workflow(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for part in PARTS:
-        src = REPO / part
-        if not (dest / part).exists():
-            (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / part)
-    return dest
 
 
 def snakemake(workdir: Path, *args: str) -> float:
