@@ -13,11 +13,16 @@ the `anomalies` rule: distance to the k-th nearest galaxy) and prints the share 
 and of mergers and any disturbed galaxy, among the top 2% most unusual, against their share
 of the survey.
 
+With ``--seeds``, the supervised run is trained once per seed (the workflow's ``seed``; the
+survey and the pretrained features stay the same) and each figure is printed per seed and as
+the mean and spread (sample standard deviation) over the seeds.
+
 Goals (representations issue): similarity, overall share >= 0.85 (part 2); anomalies,
 artifacts ranked high: their share in the top 2% well above their share in the survey (part 3).
 
-Run: .venv/bin/python benchmarks/representations.py [--keep DIR] [--configfile EXTRA.yaml]
-About 15 minutes on 2 cores (mostly the supervised training).
+Run: .venv/bin/python benchmarks/representations.py [--seeds 42 43 44] [--keep DIR]
+     [--configfile EXTRA.yaml]
+About 15 minutes on 2 cores for one seed (mostly the supervised training), less for each more.
 """
 
 from __future__ import annotations
@@ -38,18 +43,14 @@ K = 10
 TOP_SHARE = 0.02
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
-    parser.add_argument("--configfile", type=Path, help="extra settings on top of the default")
-    args = parser.parse_args()
-    root = args.keep or Path(tempfile.mkdtemp(prefix="zooflow-representations-"))
-    root.mkdir(parents=True, exist_ok=True)
-    copy_workflow(root)
+def measure(root: Path, seed: int, configfile: Path | None) -> dict:
+    """Train the full run with this seed (reusing whatever else is done) and print its figures."""
+    print(f"\nseed {seed}", flush=True)
     command = [sys.executable, "-m", "snakemake", "--cores", "2", "full"]
-    command += ["--config", "representations={enabled: true}"]
-    if args.configfile:
-        command += ["--configfile", str(args.configfile.resolve())]
+    # train.seed: the supervised run's own seed (the global seed also draws the survey).
+    command += ["--config", "representations={enabled: true}", f"train={{seed: {seed}}}"]
+    if configfile:
+        command += ["--configfile", str(configfile.resolve())]
     result = subprocess.run(command, cwd=root, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"snakemake failed:\n{result.stderr[-4000:]}")
@@ -76,7 +77,9 @@ def main() -> None:
         f"same true morphology: {share:.3f} against a base rate of {base:.3f} "
         f"(goal {GOAL}) {verdict}"
     )
+    figures = {"seed": seed, "same morphology": share}
     for name, rows in neighbours.groupby("class"):
+        figures[f"same morphology, {name}"] = rows["same"].mean()
         print(
             f"  {name:<9} ({fractions[name]:.1%} of the survey): {rows['same'].mean():.3f} of "
             "its neighbours share it"
@@ -92,10 +95,29 @@ def main() -> None:
         ("disturbed or merging", lambda t: t["merger_state"] != "none"),
     ):
         in_top, overall = test(chosen).mean(), test(everyone).mean()
+        figures[f"{name} in the top"] = in_top
         print(
             f"  {name:<20} {in_top:.1%} of the top against {overall:.1%} of the survey "
             f"({in_top / overall if overall else float('nan'):.1f}x)"
         )
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument("--configfile", type=Path, help="extra settings on top of the default")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="train.seed of each run")
+    args = parser.parse_args()
+    root = args.keep or Path(tempfile.mkdtemp(prefix="zooflow-representations-"))
+    root.mkdir(parents=True, exist_ok=True)
+    copy_workflow(root)
+    figures = [measure(root, seed, args.configfile) for seed in args.seeds]
+    if len(figures) > 1:
+        table = pd.DataFrame(figures).set_index("seed")
+        print(f"\nover {len(table)} training seeds (mean +- sample standard deviation):")
+        for column in table.columns:
+            print(f"  {column:<32} {table[column].mean():.3f} +- {table[column].std():.3f}")
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
 
