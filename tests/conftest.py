@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,31 +11,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "tests" / "data" / "tiny.yaml"
-WORKFLOW_PARTS = (
-    "Snakefile",
-    "rules",
-    "scripts",
-    "config",
-    "envs",
-    "zooflow",
-    "report",
-    "profiles",
-)
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-
-def copy_workflow(dest: Path) -> Path:
-    """A scratch copy of the workflow, so runs and edits never touch the checkout."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for part in WORKFLOW_PARTS:
-        src = REPO / part
-        if src.is_dir():
-            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            shutil.copy2(src, dest / part)
-    return dest
-
+# A scratch copy of the workflow, so runs and edits never touch the checkout: one list of the
+# workflow's parts and one copy, shared with benchmarks/ (appended, so it shadows nothing).
+sys.path.append(str(REPO / "benchmarks"))
+from _workflow import copy_workflow  # noqa: E402, F401  (tests import it from here)
 
 # Cores of the suite's Snakemake runs (the shared tiny runs too): the SLURM test asks its
 # cluster for as many, so that its outputs can be compared with theirs byte for byte.

@@ -640,6 +640,19 @@ def test_ingest_to_files_in_blocks_writes_what_one_pass_writes(
         ingest_to_files(path, images, decals, tmp_path / "c.parquet", tmp_path / "r.csv", 0.2)
 
 
+def ingest_in_blocks_of_two(tmp_path: Path, images: Path, decals: Schema) -> None:
+    """tmp_path/cat.csv into c.parquet and r.csv, two rows at a time, no row may be rejected."""
+    ingest_to_files(
+        tmp_path / "cat.csv",
+        images,
+        decals,
+        tmp_path / "c.parquet",
+        tmp_path / "r.csv",
+        0.0,
+        chunk_rows=2,
+    )
+
+
 def test_a_column_typed_differently_in_two_blocks_takes_the_type_holding_both(
     tmp_path: Path, images: Path, decals: Schema
 ):
@@ -651,15 +664,7 @@ def test_a_column_typed_differently_in_two_blocks_takes_the_type_holding_both(
         for i, (mag, note) in enumerate([(1, 7), (2, 8), (None, "x"), (4, None)])
     ]
     pd.DataFrame(rows).to_csv(tmp_path / "cat.csv", index=False)
-    ingest_to_files(
-        tmp_path / "cat.csv",
-        images,
-        decals,
-        tmp_path / "c.parquet",
-        tmp_path / "r.csv",
-        0.0,
-        chunk_rows=2,
-    )
+    ingest_in_blocks_of_two(tmp_path, images, decals)
     whole = pd.read_csv(tmp_path / "cat.csv")
     written = pd.read_parquet(tmp_path / "c.parquet")
     assert written["mag"].dtype == np.float64
@@ -676,13 +681,5 @@ def test_a_catalogue_broken_after_its_first_block_leaves_no_partial_output(
     text = pd.DataFrame(rows).to_csv(index=False)
     (tmp_path / "cat.csv").write_text(text + "g5,shared.png,1,2,3,extra,cells" + ",9" * 60 + "\n")
     with pytest.raises(IngestError, match="cannot be read"):
-        ingest_to_files(
-            tmp_path / "cat.csv",
-            images,
-            decals,
-            tmp_path / "c.parquet",
-            tmp_path / "r.csv",
-            0.0,
-            chunk_rows=2,
-        )
+        ingest_in_blocks_of_two(tmp_path, images, decals)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.csv"]
