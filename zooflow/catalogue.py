@@ -69,6 +69,8 @@ REJECTED_COLUMNS = [ID_COLUMN, "file", "reason", ROW_COLUMN]
 _MAX_REASONS_QUOTED = 5
 # Rows checked at once: ingest's memory is that of one block, whatever the catalogue's length.
 DEFAULT_CHUNK_ROWS = 2048
+# A line in the log per this many rows checked (the length of a CSV is not known in advance).
+_ROWS_PER_PROGRESS_LINE = 50_000
 
 
 @dataclass
@@ -275,7 +277,8 @@ def iter_ingest(
         )
         yield IngestResult(clean=clean, rejected=rejected, n_input=len(frame))
         offset += len(frame)
-        log.info("ingest %s: %d rows checked", catalogue_path, offset)
+        if offset // _ROWS_PER_PROGRESS_LINE > (offset - len(frame)) // _ROWS_PER_PROGRESS_LINE:
+            log.info("ingest %s: %d rows checked", catalogue_path, offset)
 
 
 def ingest_catalogue(
