@@ -21,8 +21,12 @@ training per seed continues the fine-tuned one with the trunk's last N weighted 
 Goal (representations issue, part 4): at 100 labels the fine-tuned network's test loss beats
 the network trained from scratch in all three seeds.
 
+Both trainings start their new head the same way (``--head-init``, the config's
+``finetune.head_init``: the labels' best constant Dirichlet, or Keras' random initialisers).
+
 Run: .venv/bin/python benchmarks/finetune.py [--n-galaxies 3000] [--survey-seed 42]
-     [--seeds 1 2 3] [--labels 100 300 1000] [--unfreeze-layers N] [--keep DIR]
+     [--seeds 1 2 3] [--labels 100 300 1000] [--unfreeze-layers N]
+     [--head-init prior|random] [--keep DIR]
 About 40 minutes on 2 cores with the defaults (the base run, then 18 trainings).
 """
 
@@ -95,7 +99,9 @@ def baseline_rmse(train: pd.DataFrame, test: pd.DataFrame) -> float:
     return question_rmse(constant, observed, schema)["merging"][0]
 
 
-def one_training(root: Path, *, labels: int, seed: int, training: str, unfreeze: int) -> dict:
+def one_training(
+    root: Path, *, labels: int, seed: int, training: str, unfreeze: int, head_init: str = "prior"
+) -> dict:
     import keras
 
     from zooflow.finetune import (
@@ -125,6 +131,7 @@ def one_training(root: Path, *, labels: int, seed: int, training: str, unfreeze:
             labels=labels,
             from_scratch=training == "scratch",
             unfreeze_layers=unfreeze if training == "unfrozen" else 0,
+            head_init=head_init,
         ),
         seed=seed,
     )
@@ -206,6 +213,12 @@ def main() -> None:
         default=0,
         help="also train with the trunk's last N weighted layers unfrozen (0: not)",
     )
+    parser.add_argument(
+        "--head-init",
+        choices=["prior", "random"],
+        default="prior",
+        help="how both trainings start their new head (finetune.head_init)",
+    )
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="zooflow-finetune-"))
@@ -223,12 +236,16 @@ def main() -> None:
                         seed=seed,
                         training=training,
                         unfreeze=args.unfreeze_layers,
+                        head_init=args.head_init,
                     )
                 )
                 print(rows[-1], flush=True)
     results = pd.DataFrame(rows)
     results.to_csv(root / "finetune_results.csv", index=False)
-    print(f"survey: {args.n_galaxies} galaxies, seed {args.survey_seed}; new question: merging")
+    print(
+        f"survey: {args.n_galaxies} galaxies, seed {args.survey_seed}; new question: merging; "
+        f"head started at: {args.head_init}"
+    )
     report(results)
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)

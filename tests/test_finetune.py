@@ -145,6 +145,113 @@ def test_the_head_is_new_and_the_trunk_kept_then_only_its_last_layers_move(
     assert not np.array_equal(trunk_weights(model)[0], trunk_weights(base)[0])
 
 
+def test_the_constant_concentrations_are_the_dirichlet_multinomial_fit_per_question():
+    from scipy.special import gammaln
+
+    from zooflow.dirichlet_multinomial import constant_concentrations
+    from zooflow.schema import schema_from_dict
+
+    schema = schema_from_dict(
+        {
+            "name": "two",
+            "questions": [
+                {"name": "shape", "answers": ["round", "flat", "odd"]},
+                {"name": "bar", "answers": ["yes", "no"], "parent": "shape_flat"},
+                {"name": "ring", "answers": ["yes", "no"], "parent": "shape_odd"},
+            ],
+        }
+    )
+    rng = np.random.default_rng(5)
+    true = {"shape": np.array([2.0, 0.5, 1.0]), "bar": np.array([0.3, 0.9])}
+    n_galaxies = 4000
+    shape = np.stack([rng.multinomial(40, p) for p in rng.dirichlet(true["shape"], n_galaxies)])
+    bar = np.stack(
+        [
+            rng.multinomial(n, p)
+            for n, p in zip(shape[:, 1], rng.dirichlet(true["bar"], n_galaxies), strict=True)
+        ]
+    )
+    votes = np.concatenate([shape, bar, np.zeros((n_galaxies, 2))], axis=1)
+
+    alpha = constant_concentrations(votes, schema)
+    np.testing.assert_allclose(alpha[:3], true["shape"], rtol=0.1)
+    np.testing.assert_allclose(alpha[3:5], true["bar"], rtol=0.15)
+    np.testing.assert_array_equal(alpha[5:], [1.0, 1.0])  # nobody was asked: flat
+
+    def log_likelihood(a, counts):
+        counts = counts[counts.sum(axis=1) > 0]
+        n = counts.sum(axis=1)
+        return (
+            gammaln(a.sum()) - gammaln(n + a.sum()) + (gammaln(counts + a) - gammaln(a)).sum(1)
+        ).sum()
+
+    # The maximum of the likelihood: any nudge of one concentration lowers it.
+    best = log_likelihood(alpha[:3], shape)
+    for i in range(3):
+        for factor in (0.95, 1.05):
+            nudged = alpha[:3].copy()
+            nudged[i] *= factor
+            assert log_likelihood(nudged, shape) < best
+    with pytest.raises(ValueError, match=r"votes must be \(galaxies, 7\)"):
+        constant_concentrations(votes[:, :3], schema)
+
+
+@pytest.mark.parametrize("activation", ["softplus", "sigmoid"])
+def test_a_prior_started_head_predicts_the_prior_whatever_the_features(activation):
+    from zooflow.finetune import start_at_prior
+    from zooflow.models import DirichletConcentration, MCDropout, build_head
+
+    prior = np.array([3.0, 0.4, 1.5, 20.0]) + (1.0 if activation == "sigmoid" else 0.0)
+    if activation == "softplus":
+        head = build_head(64, "dirichlet", 4, 0.2, seed=0)
+    else:  # the same head with Zoobot's concentration range, (1, 101)
+        features = keras.Input((64,))
+        logits = keras.layers.Dense(4, name="logits")(MCDropout(0.2)(features))
+        concentrations = DirichletConcentration("sigmoid", name="concentrations")(logits)
+        head = keras.Model(features, concentrations)
+    layer = head.get_layer("concentrations")
+    np.testing.assert_allclose(
+        layer(layer.logits_for(prior)[None].astype(np.float32)).numpy()[0], prior, rtol=1e-4
+    )
+
+    start_at_prior(head, prior)
+    no_signal = head(np.zeros((3, 64), np.float32)).numpy()
+    np.testing.assert_allclose(no_signal, np.tile(prior, (3, 1)), rtol=1e-4)
+    # Features like a trunk's (non-negative, pooled) move the start only a little, and the
+    # weights stay non-zero, so every one of them is trained.
+    features = np.random.default_rng(0).uniform(0, 1, (500, 64)).astype(np.float32)
+    np.testing.assert_allclose(np.median(head(features).numpy(), axis=0), prior, rtol=0.25)
+    assert np.all(head.get_layer("logits").get_weights()[0] != 0)
+
+
+@pytest.mark.parametrize("from_scratch", [False, True])
+def test_both_trainings_start_their_head_at_the_labels_best_constant(
+    tiny_survey, base_model, new_question, from_scratch
+):
+    from zooflow.dirichlet_multinomial import constant_concentrations
+
+    schema, catalogue, splits = new_question
+    train = choose_labels(catalogue, splits, schema, n=30, seed=1)
+    shards = [tiny_survey.shards[s] for s in SPLITS]
+    # A learning rate that moves nothing: what is left is where the head started.
+    config = FineTuneConfig(labels=30, epochs=1, learning_rate=1e-12, from_scratch=from_scratch)
+    model, _ = finetune_network(
+        base_model, shards, tiny_survey.schema, schema, train, train, config, seed=2
+    )
+    prior = constant_concentrations(train[schema.label_cols].to_numpy(), schema)
+    started = model.get_layer("head")(np.zeros((1, model.get_layer("head").input.shape[-1])))
+    np.testing.assert_allclose(np.asarray(started)[0], prior, rtol=1e-4)
+
+    random_start = FineTuneConfig(**{**config.__dict__, "head_init": "random"})
+    model, _ = finetune_network(
+        base_model, shards, tiny_survey.schema, schema, train, train, random_start, seed=2
+    )
+    started = model.get_layer("head")(np.zeros((1, model.get_layer("head").input.shape[-1])))
+    assert not np.allclose(np.asarray(started)[0], prior, rtol=0.05)
+    with pytest.raises(ValueError, match="finetune.head_init must be one of"):
+        FineTuneConfig(head_init="mean")
+
+
 def test_a_base_that_does_not_fit_is_refused_before_training(
     tiny_survey, new_question, tmp_path: Path
 ):

@@ -140,3 +140,51 @@ def check_vote_numbers(
         row = int(np.flatnonzero(bad)[0])
         raise error(f"{what}: galaxy row {row} has {values[row]!r}; expected a whole number >= 0")
     return as_float.astype(np.int64)
+
+
+def constant_concentrations(votes: np.ndarray, schema: Schema) -> np.ndarray:
+    """(answers,) the one Dirichlet per question that best explains every galaxy's votes.
+
+    Per question, the maximum-likelihood α of the Dirichlet-multinomial over the galaxies whose
+    volunteers were asked it (a Pólya fit: the mean sets the fractions, the spread between
+    galaxies the total). It is the best prediction that ignores the image: a new head starts
+    there (:mod:`zooflow.finetune`). A question nobody was asked gets α = 1 (flat); α is kept
+    within [e^-5, e^7], since identical fractions everywhere would send it to infinity.
+    """
+    from scipy.optimize import minimize
+    from scipy.special import digamma, gammaln
+
+    votes = np.asarray(votes, dtype=np.float64)
+    if votes.ndim != 2 or votes.shape[1] != schema.n_answers:
+        raise ValueError(
+            f"votes must be (galaxies, {schema.n_answers}) for tree {schema.name!r}, "
+            f"got {votes.shape}"
+        )
+    alpha = np.ones(schema.n_answers)
+    for question in schema.questions:
+        counts = votes[:, question.indices]
+        counts = counts[counts.sum(axis=1) > 0]
+        if not len(counts):
+            continue
+        totals = counts.sum(axis=1)
+
+        def negative_log_likelihood(log_alpha, counts=counts, totals=totals):
+            a = np.exp(log_alpha)
+            total = a.sum()
+            value = gammaln(total) * len(counts) - gammaln(totals + total).sum()
+            value += (gammaln(counts + a) - gammaln(a)).sum()
+            gradient = digamma(total) * len(counts) - digamma(totals + total).sum()
+            gradient = gradient + (digamma(counts + a) - digamma(a)).sum(axis=0)
+            return -value, -gradient * a
+
+        mean = counts.sum(axis=0) / totals.sum()
+        start = np.log(np.clip(mean, 1e-3, None) * 2.0)
+        fit = minimize(
+            negative_log_likelihood,
+            start,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(-5.0, 7.0)] * len(start),
+        )
+        alpha[question.indices] = np.exp(fit.x)
+    return alpha

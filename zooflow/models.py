@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from zooflow.posteriors import HEADS
@@ -97,6 +98,14 @@ class DirichletConcentration(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape: Sequence[int | None]) -> Sequence[int | None]:
         return input_shape
+
+    def logits_for(self, concentrations: np.ndarray) -> np.ndarray:
+        """The logits this layer turns into ``concentrations`` (clipped into its range)."""
+        alpha = np.asarray(concentrations, dtype=np.float64)
+        if self.activation == "sigmoid":
+            unit = np.clip((alpha - self.offset) / self.scale, 1e-6, 1 - 1e-6)
+            return np.log(unit) - np.log1p(-unit)
+        return np.log(np.expm1(np.maximum(alpha - self.floor, 1e-6)))
 
     def get_config(self) -> dict[str, Any]:
         return {
