@@ -27,7 +27,7 @@ Both trainings start their new head the same way (``--head-init``, the config's
 Run: .venv/bin/python benchmarks/finetune.py [--n-galaxies 3000] [--survey-seed 42]
      [--seeds 1 2 3] [--labels 100 300 1000] [--unfreeze-layers N]
      [--head-init prior|random] [--keep DIR]
-About 40 minutes on 2 cores with the defaults (the base run, then 18 trainings).
+About 50 minutes on 2 cores with the defaults (the base run, then 18 trainings).
 """
 
 from __future__ import annotations
