@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -201,7 +202,8 @@ def test_a_prior_started_head_predicts_the_prior_whatever_the_features(activatio
     from zooflow.finetune import start_at_prior
     from zooflow.models import DirichletConcentration, MCDropout, build_head
 
-    prior = np.array([3.0, 0.4, 1.5, 20.0]) + (1.0 if activation == "sigmoid" else 0.0)
+    # From nearly "don't know" to nearly certain (the fit allows up to e^7).
+    prior = np.array([3.0, 0.4, 1.5, 90.0]) + (1.0 if activation == "sigmoid" else 0.0)
     if activation == "softplus":
         head = build_head(64, "dirichlet", 4, 0.2, seed=0)
     else:  # the same head with Zoobot's concentration range, (1, 101)
@@ -213,6 +215,10 @@ def test_a_prior_started_head_predicts_the_prior_whatever_the_features(activatio
     np.testing.assert_allclose(
         layer(layer.logits_for(prior)[None].astype(np.float32)).numpy()[0], prior, rtol=1e-4
     )
+    if activation == "softplus":
+        np.testing.assert_allclose(
+            layer(layer.logits_for([1000.0, 1e-3])).numpy(), [1000.0, 0.01], rtol=1e-3
+        )
 
     start_at_prior(head, prior)
     no_signal = head(np.zeros((3, 64), np.float32)).numpy()
@@ -242,7 +248,7 @@ def test_both_trainings_start_their_head_at_the_labels_best_constant(
     started = model.get_layer("head")(np.zeros((1, model.get_layer("head").input.shape[-1])))
     np.testing.assert_allclose(np.asarray(started)[0], prior, rtol=1e-4)
 
-    random_start = FineTuneConfig(**{**config.__dict__, "head_init": "random"})
+    random_start = dataclasses.replace(config, head_init="random")
     model, _ = finetune_network(
         base_model, shards, tiny_survey.schema, schema, train, train, random_start, seed=2
     )

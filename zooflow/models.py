@@ -105,7 +105,8 @@ class DirichletConcentration(keras.layers.Layer):
         if self.activation == "sigmoid":
             unit = np.clip((alpha - self.offset) / self.scale, 1e-6, 1 - 1e-6)
             return np.log(unit) - np.log1p(-unit)
-        return np.log(np.expm1(np.maximum(alpha - self.floor, 1e-6)))
+        excess = np.maximum(alpha - self.floor, 1e-6)
+        return excess + np.log(-np.expm1(-excess))  # softplus⁻¹, finite for large α too
 
     def get_config(self) -> dict[str, Any]:
         return {
