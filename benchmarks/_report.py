@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
+import subprocess
+from datetime import date
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
 
 HEADLINE_METRICS = (
     "rmse",
@@ -52,8 +59,52 @@ def saving_line(strategy: str, numbers: dict) -> str:
     return line
 
 
+# The vector extensions oneDNN picks its kernels by, hence what moves trained numbers.
+VECTOR_FLAGS = ("avx2", "avx512f", "amx_tile")
+
+
+def cpu_model() -> str:
+    """The processor's name as Linux reports it, with the vector extensions it has (else what
+    Python knows)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
+    flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])
+    present = [flag for flag in VECTOR_FLAGS if flag in flags]
+    return f"{name or platform.machine()} ({', '.join(present) or 'no avx2'})"
+
+
+def machine_line() -> str:
+    """Where and on what a figure was measured: the same seeds train to different numbers on
+    other CPUs (TensorFlow's oneDNN kernels) and other versions, so every study says which."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    tensorflow = "not installed"
+    for distribution in ("tensorflow-cpu", "tensorflow"):  # the CPU or the GPU build
+        try:
+            tensorflow = f"{distribution} {metadata.version(distribution)}"
+            break
+        except metadata.PackageNotFoundError:
+            continue
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")
+    return (
+        f"measured {date.today().isoformat()} at commit {commit} on {cpu_model()}, "
+        f"{os.cpu_count()} logical CPUs; {tensorflow}, TF_ENABLE_ONEDNN_OPTS={onednn}"
+    )
+
+
 def print_study(results: Path, metrics: tuple[str, ...] = HEADLINE_METRICS) -> None:
     """Learning curves (mean over seeds), labels saved with intervals, per budget, composition."""
+    print(machine_line())
     al = results / "al"
     curves_path = al / "learning_curves.csv"
     if curves_path.exists():
