@@ -2,6 +2,7 @@
 
 import pytest
 
+from conftest import REPO
 from zooflow.configuration import ConfigError, check_settings, readable_yaml
 
 
@@ -145,3 +146,45 @@ def test_the_schema_names_what_the_library_provides_with_the_same_defaults():
     train = sections["train"]["properties"]
     for field in dataclasses.fields(TrainingConfig):
         assert train[field.name].get("default") == field.default, field.name
+
+
+SHIPPED_CONFIGS = sorted(
+    str(path.relative_to(REPO))
+    for path in [*(REPO / "config").glob("*.yaml"), *(REPO / "config" / "studies").glob("*.yaml")]
+    # config.yaml is the default itself; trees (a top-level `questions`) are not configs.
+    if path.name not in ("config.yaml", "schema.yaml") and "\nquestions:" not in path.read_text()
+)
+
+
+@pytest.mark.parametrize("name", SHIPPED_CONFIGS)
+def test_every_shipped_config_is_valid_on_top_of_the_default(name):
+    """A study config with a misspelt key would only fail when someone runs it, an hour in."""
+    import copy
+
+    import yaml
+    from snakemake.utils import update_config, validate
+
+    from zooflow.mock.config import MockSurveyConfig
+
+    config = copy.deepcopy(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    update_config(config, yaml.safe_load((REPO / name).read_text()))
+    validate(config, str(REPO / "config" / "schema.yaml"))
+    if config["data"]["source"] == "mock":
+        check_settings(config)
+        MockSurveyConfig(**config["mock"])
+
+
+def test_a_misspelt_key_in_a_study_config_is_refused():
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    config = yaml_default()
+    config["active_learning"]["round"] = 5
+    with pytest.raises(WorkflowError, match="round"):
+        validate(config, str(REPO / "config" / "schema.yaml"))
+
+
+def yaml_default():
+    import yaml
+
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
