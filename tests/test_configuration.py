@@ -159,14 +159,12 @@ SHIPPED_CONFIGS = sorted(
 @pytest.mark.parametrize("name", SHIPPED_CONFIGS)
 def test_every_shipped_config_is_valid_on_top_of_the_default(name):
     """A study config with a misspelt key would only fail when someone runs it, an hour in."""
-    import copy
-
     import yaml
     from snakemake.utils import update_config, validate
 
     from zooflow.mock.config import MockSurveyConfig
 
-    config = copy.deepcopy(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    config = yaml_default()
     update_config(config, yaml.safe_load((REPO / name).read_text()))
     validate(config, str(REPO / "config" / "schema.yaml"))
     if config["data"]["source"] == "mock":
