@@ -38,6 +38,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from PIL import Image
 
 from zooflow.acquisition import SCORE_MEANINGS
@@ -83,14 +84,15 @@ def _significant(values, digits: int = 4) -> list:
     return [None if not np.isfinite(v) else float(f"{v:.{digits}g}") for v in values]
 
 
-def _need_columns(table: pd.DataFrame, columns: Sequence[str], path, what: str) -> None:
-    missing = [c for c in columns if c not in table.columns]
+def _need_columns(present: Sequence[str], columns: Sequence[str], path, what: str) -> None:
+    """A clear error naming the file and the missing columns; ``present``: the file's columns."""
+    missing = [c for c in columns if c not in present]
     if missing:
         shown = ", ".join(repr(c) for c in missing[:5])
         raise ValueError(
             f"{path}: {what} needs column{'s' if len(missing) > 1 else ''} {shown}"
             f"{f' (and {len(missing) - 5} more)' if len(missing) > 5 else ''}; "
-            f"it has {list(table.columns)[:8]}..."
+            f"it has {list(present)[:8]}..."
         )
 
 
@@ -102,9 +104,11 @@ def read_posteriors(
     frames = []
     answers: list[str] | None = None
     for split, path in posteriors.items():
-        table = pd.read_parquet(path)
-        _need_columns(table, [ID_COLUMN], path, "a posterior summary")
-        present = [c for c in schema.label_cols if f"{c}_fraction" in table.columns]
+        # The columns are listed first so that only those the site shows are read: a survey's
+        # summary also holds observed intervals per answer, and the site never needs them.
+        names = pq.read_schema(path).names
+        _need_columns(names, [ID_COLUMN], path, "a posterior summary")
+        present = [c for c in schema.label_cols if f"{c}_fraction" in names]
         if not present:
             raise ValueError(
                 f"{path}: no posterior column of the tree's answers, e.g. "
@@ -113,12 +117,18 @@ def read_posteriors(
         if answers is not None and present != answers:
             raise ValueError(f"{path}: summarises other answers than the other splits' files")
         answers = present
-        _need_columns(
-            table,
-            [f"{c}_probability_{end}" for c in present for end in ("lo", "hi")],
-            path,
-            "a posterior summary",
-        )
+        shown = [
+            f"{c}_{column}"
+            for c in present
+            for column in ("fraction", "probability_lo", "probability_hi")
+        ]
+        _need_columns(names, shown, path, "a posterior summary")
+        asked = [
+            f"{q.name}{schema.question_suffix}_p_asked"
+            for q in schema.questions
+            if f"{q.name}{schema.question_suffix}_p_asked" in names
+        ]
+        table = pd.read_parquet(path, columns=[ID_COLUMN, *shown, *asked])
         table = table.assign(**{ID_COLUMN: table[ID_COLUMN].astype(str), "split": split})
         frames.append(table)
     if not frames:
@@ -135,8 +145,10 @@ def read_posteriors(
 def observed_votes(catalogue: str | Path, schema: Schema, ids: Sequence[str]) -> tuple[list, list]:
     """Per galaxy of ``ids``: observed vote fractions (thousandths) and volunteers per question,
     or None where the galaxy has no votes."""
-    table = pd.read_parquet(catalogue)
-    _need_columns(table, [ID_COLUMN, *schema.label_cols], catalogue, "the catalogue")
+    # Only the vote columns: a real catalogue holds hundreds of others (GZ2's public table).
+    wanted = [ID_COLUMN, *schema.label_cols]
+    _need_columns(pq.read_schema(catalogue).names, wanted, catalogue, "the catalogue")
+    table = pd.read_parquet(catalogue, columns=wanted)
     table = table.assign(**{ID_COLUMN: table[ID_COLUMN].astype(str)}).set_index(ID_COLUMN)
     missing = [galaxy for galaxy in ids if galaxy not in table.index]
     if missing:
@@ -245,9 +257,14 @@ def round_summary(
     ``known``: every galaxy of the run when the site shows a sample (``position``); scored
     galaxies off the site are left out, and ranks are among the galaxies shown."""
     scores = read_csv_with_ids(round_.scores)
-    _need_columns(scores, [ID_COLUMN, "score"], round_.scores, "a round's scores")
+    _need_columns(list(scores.columns), [ID_COLUMN, "score"], round_.scores, "a round's scores")
     acquired = read_csv_with_ids(round_.acquired)
-    _need_columns(acquired, [ID_COLUMN, "rank", "score"], round_.acquired, "a round's acquisitions")
+    _need_columns(
+        list(acquired.columns),
+        [ID_COLUMN, "rank", "score"],
+        round_.acquired,
+        "a round's acquisitions",
+    )
     known = set(position) if known is None else known
     for path, table in ((round_.scores, scores), (round_.acquired, acquired)):
         unknown = [g for g in table[ID_COLUMN] if g not in known]
