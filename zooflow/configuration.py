@@ -76,7 +76,7 @@ def type_by_schema(config: MutableMapping, schema_path: str | Path) -> None:
     """Give command-line overrides the types the schema expects, in place.
 
     Snakemake hands over nested ``--config`` values as strings (``--config
-    preprocess='{greyscale: false}'`` arrives as ``'false'``), which the schema would refuse.
+    predict='{calibrate: false}'`` arrives as ``'false'``), which the schema would refuse.
     A string becomes a boolean, number or null only where the schema asks for one and YAML
     reads it as one; anything else is left for validation to report.
     """
