@@ -10,6 +10,7 @@ from scipy.stats import binom, dirichlet_multinomial, spearmanr
 
 from zooflow.acquisition import (
     ACQUISITION_FUNCTIONS,
+    POOL_WIDE,
     AcquisitionError,
     AcquisitionResult,
     acquire_scores,
@@ -373,6 +374,41 @@ def test_power_bald_draws_in_proportion_to_mi(small_schema):
     np.testing.assert_array_equal(bald.mutual_information, bald.scores)
     gumbel = np.random.default_rng(5).gumbel(size=30)
     np.testing.assert_allclose(np.exp(power.scores - gumbel), bald.scores, rtol=1e-9)
+
+
+def test_power_epig_draws_in_proportion_to_epig(small_schema):
+    # Binomial, 4 galaxies with 10 votes: EPIG is exact and its targets are the whole pool, so
+    # only the Gumbel noise changes with the seed.
+    rho = np.array([[0.1, 0.9, 0.5], [0.3, 0.7, 0.5], [0.4, 0.6, 0.5], [0.5, 0.52, 0.48]])
+    epig_value = acquire_scores("epig", rho, head="binomial", binomial_votes=10, seed=0).scores
+    expected = epig_value / epig_value.sum()
+    assert expected.max() > 2 * expected.min()  # a spread worth testing
+    draws = 4000
+    first = [
+        int(
+            np.argmax(
+                acquire_scores(
+                    "power_epig", rho, head="binomial", binomial_votes=10, seed=seed
+                ).scores
+            )
+        )
+        for seed in range(draws)
+    ]
+    observed = np.bincount(first, minlength=4) / draws
+    # Four standard errors of a proportion estimated from 4000 draws is at most 0.032.
+    np.testing.assert_allclose(observed, expected, atol=0.032)
+
+    # The Dirichlet head: EPIG's order once the seeded noise is removed, and a pool-wide score.
+    alpha = random_concentrations(np.random.default_rng(15), 30, small_schema.n_answers, 6)
+    epig_scores = acquire_scores("epig", alpha, small_schema, expected_votes=3, seed=5).scores
+    power = acquire_scores("power_epig", alpha, small_schema, expected_votes=3, seed=5)
+    again = acquire_scores("power_epig", alpha, small_schema, expected_votes=3, seed=5)
+    np.testing.assert_array_equal(power.scores, again.scores)
+    gumbel = np.random.default_rng([5, 3]).gumbel(size=30)
+    # A galaxy whose EPIG is 0 scores ln(tiny) + noise: last, but still ordered.
+    np.testing.assert_allclose(np.exp(power.scores - gumbel), epig_scores, rtol=1e-9, atol=1e-300)
+    assert not np.array_equal(np.argsort(power.scores), np.argsort(epig_scores))
+    assert "power_epig" in POOL_WIDE
 
 
 def test_registry_unknown_names_and_new_functions():

@@ -131,7 +131,7 @@ def test_the_simulated_oracle_reveals_exactly_the_acquired_votes(tiny_survey, ro
     np.testing.assert_array_equal(new.to_numpy(), catalogue.loc[new.index, schema.label_cols])
 
 
-@pytest.mark.parametrize("strategy", ["bald", "epig", "power_bald", "random"])
+@pytest.mark.parametrize("strategy", ["bald", "epig", "power_bald", "power_epig", "random"])
 def test_acquisitions_are_the_top_of_the_scores_computed_from_the_pool(
     tiny_survey, round_zero, strategy
 ):
@@ -261,8 +261,9 @@ def test_group_scores_draw_from_their_own_seed_and_epig_is_never_split(tiny_surv
 def test_epig_refuses_predictions_without_shared_dropout_masks(tiny_survey, round_zero):
     waiting = pd.read_csv(round_zero / "unlabelled.csv")["id_str"].tolist()
     _fake_predictions(round_zero / "pool.h5", waiting, tiny_survey.schema)
-    with pytest.raises(ValueError, match="same network for every galaxy"):
-        _acquire_from(tiny_survey, round_zero, "epig", 3)
+    for strategy in ("epig", "power_epig"):
+        with pytest.raises(ValueError, match="same network for every galaxy"):
+            _acquire_from(tiny_survey, round_zero, strategy, 3)
 
 
 def test_power_bald_writes_its_mi_and_the_gallery_ranks_by_it(tiny_survey, round_zero):

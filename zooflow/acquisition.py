@@ -11,8 +11,8 @@ binomial ρ (G, T) for one answer, or Dirichlet concentrations (G, A, T) for the
   (:func:`zooflow.bald.bald_binomial`).
 * ``epig``: what a galaxy's votes would tell us about the votes of a sample of the pool (the
   galaxies we will predict) rather than about the model (:mod:`zooflow.predictive_information`).
-* ``power_bald``: BALD's batch drawn in proportion to the score; ``max_entropy``: the predictive
-  entropy alone (it also favours galaxies that every sample agrees are ambiguous); ``random``.
+* ``power_bald`` and ``power_epig``: BALD's or EPIG's batch drawn in proportion to the score
+  (a varied batch rather than the top k); ``max_entropy``: the predictive entropy alone (it also favours galaxies that every sample agrees are ambiguous); ``random``.
 
 Every acquisition function is registered by name in :data:`ACQUISITION_FUNCTIONS` and called
 through :func:`acquire_scores`; :func:`top_k` turns scores into an ordered list of galaxy ids and
@@ -215,10 +215,8 @@ def _power_bald(
     Per-question and combined MI are returned unchanged.
     """
     bald = _bald(predictions, schema, options)
-    # MI is >= 0 exactly; Monte-Carlo terms can dip just below, and ln 0 would tie those at -inf.
-    log_mi = np.log(np.maximum(bald.scores, np.finfo(np.float64).tiny))
-    gumbel = np.random.default_rng(options.seed).gumbel(size=log_mi.shape)
-    return AcquisitionResult(log_mi + gumbel, bald.per_question, bald.scores)
+    scores = _gumbel_top_k_scores(bald.scores, np.random.default_rng(options.seed))
+    return AcquisitionResult(scores, bald.per_question, bald.scores)
 
 
 @register("max_entropy", "entropy of the predicted votes")
@@ -277,6 +275,34 @@ def _epig(
         draws_per_sample=options.draws_per_sample,
     ).epig
     return AcquisitionResult(value, None)
+
+
+def _gumbel_top_k_scores(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Scores whose top k are a draw of k galaxies without replacement, each in proportion to
+    its value (the Gumbel-top-k trick): ln value + Gumbel noise from ``rng``."""
+    # Information is >= 0 exactly; Monte-Carlo terms can dip just below, and ln 0 would tie those
+    # at -inf.
+    log_value = np.log(np.maximum(values, np.finfo(np.float64).tiny))
+    return log_value + rng.gumbel(size=log_value.shape)
+
+
+@register(
+    "power_epig",
+    "log EPIG plus Gumbel noise: EPIG's batch drawn in proportion",
+    pool_wide=True,
+)
+def _power_epig(
+    predictions: np.ndarray, schema: Schema | None, options: AcquisitionOptions
+) -> AcquisitionResult:
+    """EPIG made stochastic, as ``power_bald`` makes BALD: the top k of these scores are a draw
+    without replacement in proportion to EPIG (Kirsch et al. 2023). EPIG alone fills a round
+    with the featured galaxies whose votes inform the most predictions, near-copies of each
+    other; the draw keeps EPIG's preference and varies the batch. The noise comes from
+    ``numpy.random.default_rng([seed, 3])``, apart from the draw of EPIG's targets."""
+    value = _epig(predictions, schema, options).scores
+    return AcquisitionResult(
+        _gumbel_top_k_scores(value, np.random.default_rng([options.seed, 3])), None
+    )
 
 
 @register("random", "a uniform random draw (the baseline)")
@@ -396,7 +422,8 @@ def _score_file(
     in ``calibration_path`` when given (a shard group's part is written before calibration)."""
     ids, _, predictions, attrs = read_predictions(predictions_path)
     head = str(attrs.get("head", "dirichlet"))
-    if strategy == "epig" and attrs.get("dropout_masks") != "shared":
+    # EPIG compares every galaxy with the targets under one network sample at a time.
+    if strategy in POOL_WIDE and attrs.get("dropout_masks") != "shared":
         raise ValueError(
             f"{predictions_path}: EPIG needs samples that are the same network for every galaxy, "
             "which predictions written before zooflow shared dropout masks are not; "
