@@ -345,25 +345,27 @@ def test_power_bald_is_seeded_and_never_takes_agreed_galaxies_first():
     assert all(3 not in top_k(ids, power(seed).scores, 3).tolist() for seed in range(50))
 
 
+def _first_pick_frequencies(strategy: str, rho: np.ndarray, draws: int = 4000) -> np.ndarray:
+    """How often each galaxy is a stochastic strategy's first pick over ``draws`` seeds
+    (binomial head, 10 votes)."""
+    first = [
+        int(
+            np.argmax(
+                acquire_scores(strategy, rho, head="binomial", binomial_votes=10, seed=seed).scores
+            )
+        )
+        for seed in range(draws)
+    ]
+    return np.bincount(first, minlength=len(rho)) / draws
+
+
 def test_power_bald_draws_in_proportion_to_mi(small_schema):
     rho = np.array([[0.2, 0.8], [0.3, 0.7], [0.4, 0.6], [0.45, 0.55]])
     mi = bald_binomial(rho, 10)
     expected = mi / mi.sum()
     assert expected.max() > 2 * expected.min()  # a spread worth testing
-    draws = 4000
-    first = [
-        int(
-            np.argmax(
-                acquire_scores(
-                    "power_bald", rho, head="binomial", binomial_votes=10, seed=seed
-                ).scores
-            )
-        )
-        for seed in range(draws)
-    ]
-    observed = np.bincount(first, minlength=4) / draws
     # Four standard errors of a proportion estimated from 4000 draws is at most 0.032.
-    np.testing.assert_allclose(observed, expected, atol=0.032)
+    np.testing.assert_allclose(_first_pick_frequencies("power_bald", rho), expected, atol=0.032)
 
     # The Dirichlet head: per-question MI as BALD's, and the order is BALD's once noise is removed.
     alpha = random_concentrations(np.random.default_rng(12), 30, small_schema.n_answers, 6)
@@ -383,20 +385,8 @@ def test_power_epig_draws_in_proportion_to_epig(small_schema):
     epig_value = acquire_scores("epig", rho, head="binomial", binomial_votes=10, seed=0).scores
     expected = epig_value / epig_value.sum()
     assert expected.max() > 2 * expected.min()  # a spread worth testing
-    draws = 4000
-    first = [
-        int(
-            np.argmax(
-                acquire_scores(
-                    "power_epig", rho, head="binomial", binomial_votes=10, seed=seed
-                ).scores
-            )
-        )
-        for seed in range(draws)
-    ]
-    observed = np.bincount(first, minlength=4) / draws
     # Four standard errors of a proportion estimated from 4000 draws is at most 0.032.
-    np.testing.assert_allclose(observed, expected, atol=0.032)
+    np.testing.assert_allclose(_first_pick_frequencies("power_epig", rho), expected, atol=0.032)
 
     # The Dirichlet head: EPIG's order once the seeded noise is removed, and a pool-wide score.
     alpha = random_concentrations(np.random.default_rng(15), 30, small_schema.n_answers, 6)
