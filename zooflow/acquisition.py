@@ -12,7 +12,8 @@ binomial ρ (G, T) for one answer, or Dirichlet concentrations (G, A, T) for the
 * ``epig``: what a galaxy's votes would tell us about the votes of a sample of the pool (the
   galaxies we will predict) rather than about the model (:mod:`zooflow.predictive_information`).
 * ``power_bald`` and ``power_epig``: BALD's or EPIG's batch drawn in proportion to the score
-  (a varied batch rather than the top k); ``max_entropy``: the predictive entropy alone (it also favours galaxies that every sample agrees are ambiguous); ``random``.
+  (a varied batch rather than the top k); ``max_entropy``: the predictive entropy alone (it
+  also favours galaxies that every sample agrees are ambiguous); ``random``.
 
 Every acquisition function is registered by name in :data:`ACQUISITION_FUNCTIONS` and called
 through :func:`acquire_scores`; :func:`top_k` turns scores into an ordered list of galaxy ids and
