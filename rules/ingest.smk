@@ -27,6 +27,7 @@ rule ingest:
         tree_tolerance=config["ingest"]["tree_tolerance"],
         tree_tolerance_votes=config["ingest"]["tree_tolerance_votes"],
         max_rejected_fraction=config["ingest"]["max_rejected_fraction"],
+        min_votes=config["ingest"]["min_votes"],
         # A catalogue only to predict may come without vote columns.
         votes_optional=bool(config["predict"]["model"]),
     script:

@@ -23,4 +23,5 @@ if __name__ == "__main__":
             tree_tolerance_votes=params.tree_tolerance_votes,
             threads=snakemake.threads,
             votes_optional=params.votes_optional,
+            min_votes=params.min_votes,
         )

@@ -683,3 +683,68 @@ def test_a_catalogue_broken_after_its_first_block_leaves_no_partial_output(
     with pytest.raises(IngestError, match="cannot be read"):
         ingest_in_blocks_of_two(tmp_path, images, decals)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.csv"]
+
+
+def test_min_votes_leaves_out_labelled_galaxies_too_few_answered(
+    tmp_path: Path, images: Path, decals: Schema, caplog
+):
+    """A bar sample as W+20 drew theirs: labelled rows with fewer than 11 bar votes are neither kept
+    nor rejected but counted; an unlabelled row is kept (no votes to select on), a bad row is
+    still rejected for its own reason, and blocks of rows give the one-pass result."""
+    rng = np.random.default_rng(11)
+    rows = [
+        {"id_str": f"g{i}", "file_loc": "shared.png", **consistent_votes(decals, rng)}
+        for i in range(40)
+    ]
+    rows.append({"id_str": "unlabelled", "file_loc": "shared.png"})
+    rows[-1].update(dict.fromkeys(decals.label_cols, np.nan))
+    bad = consistent_votes(decals, rng)
+    bad["smooth-or-featured_smooth"] = -1
+    rows.append({"id_str": "negative", "file_loc": "shared.png", **bad})
+    frame = pd.DataFrame(rows)
+    frame.to_csv(tmp_path / "cat.csv", index=False)
+    bar_votes = frame[decals.label_cols[decals.question("bar").indices]].sum(axis=1)
+    wanted = [f"g{i}" for i in range(40) if bar_votes[i] >= 11] + ["unlabelled"]
+    assert 5 < len(wanted) - 1 < 35  # the threshold cuts this catalogue, not all or nothing
+
+    result = ingest_catalogue(tmp_path / "cat.csv", images, decals, min_votes={"bar": 11})
+    assert result.clean["id_str"].tolist() == wanted
+    assert result.rejected["id_str"].tolist() == ["negative"]
+    assert result.n_deselected == 40 - (len(wanted) - 1)
+    assert (result.clean.loc[result.clean["labelled"], "bar_total-votes"] >= 11).all()
+
+    with caplog.at_level("INFO", logger="zooflow.catalogue"):
+        ingest_to_files(
+            tmp_path / "cat.csv",
+            images,
+            decals,
+            tmp_path / "c.parquet",
+            tmp_path / "r.csv",
+            0.05,
+            min_votes={"bar": 11},
+            chunk_rows=4,
+        )
+    assert pd.read_parquet(tmp_path / "c.parquet")["id_str"].tolist() == wanted
+    assert f"{result.n_deselected} good rows left out by the sample selection" in caplog.text
+    assert f"42 rows, {len(wanted)} kept (1 unlabelled), 1 rejected" in caplog.text
+
+    # No selection keeps every good row; a minimum of 0 selects nothing away.
+    unselected = ingest_catalogue(tmp_path / "cat.csv", images, decals, min_votes={"bar": 0})
+    assert len(unselected.clean) == 41 and unselected.n_deselected == 0
+
+
+@pytest.mark.parametrize(
+    ("min_votes", "match"),
+    [
+        ({"bars": 11}, r"min_votes names question 'bars'.*questions: smooth-or-featured"),
+        ({"bar": -1}, r"min_votes\['bar'\] must be a non-negative integer, got -1"),
+        ({"bar": 2.5}, r"must be a non-negative integer, got 2.5"),
+        ({"bar": True}, r"must be a non-negative integer, got True"),
+    ],
+)
+def test_min_votes_refuses_unknown_questions_and_bad_counts(
+    tmp_path: Path, images: Path, decals: Schema, min_votes, match
+):
+    pd.DataFrame([{"id_str": "g", "file_loc": "shared.png"}]).to_csv(tmp_path / "c.csv")
+    with pytest.raises(ValueError, match=match):
+        ingest_catalogue(tmp_path / "c.csv", images, decals, min_votes=min_votes)

@@ -17,6 +17,12 @@ A row whose vote cells are all empty (or all zero) is a galaxy nobody has labell
 kept with zero counts and ``labelled=False``, as active learning needs such galaxies. A row
 with only some empty cells is rejected.
 
+A sample selection (``min_votes``, {question: minimum number of volunteers who answered it})
+leaves out the good rows of labelled galaxies answered by fewer volunteers, as catalogue studies
+select their samples (W+20's bar study kept galaxies with more than 10 bar votes). Such rows are
+neither kept nor rejected: they are counted, and the log says how many. Unlabelled galaxies have
+no votes to select on and are kept.
+
 The id and vote checks live in :mod:`zooflow.vote_checks`, which votes arriving after ingest
 share, and the column checks in :mod:`zooflow.catalogue_columns`; this module reads the
 catalogue, checks the images, writes the result and reads its columns back for later stages.
@@ -75,11 +81,21 @@ _ROWS_PER_PROGRESS_LINE = 50_000
 
 @dataclass
 class IngestResult:
-    """Kept and rejected rows of one catalogue; ``len(clean) + len(rejected) == n_input``."""
+    """Kept and rejected rows of one catalogue, and how many good rows the sample selection left
+    out: ``len(clean) + len(rejected) + n_deselected == n_input``."""
 
     clean: pd.DataFrame
     rejected: pd.DataFrame  # id_str, file, reason, row
     n_input: int
+    n_deselected: int = 0
+
+    def check_count(self) -> None:
+        """Raise if a row went missing (an explicit check: it holds under ``python -O`` too)."""
+        if len(self.clean) + len(self.rejected) + self.n_deselected != self.n_input:
+            raise RuntimeError(
+                f"ingest lost rows: {self.n_input} in, {len(self.clean)} kept + "
+                f"{len(self.rejected)} rejected + {self.n_deselected} left out by the selection"
+            )
 
     @property
     def rejected_fraction(self) -> float:
@@ -202,6 +218,7 @@ def iter_ingest(
     tree_tolerance_votes: float = 1,
     threads: int = 1,
     votes_optional: bool = False,
+    min_votes: Mapping[str, int] | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> Iterator[IngestResult]:
     """Check every catalogue row, ``chunk_rows`` rows at a time: one :class:`IngestResult` per block.
@@ -219,7 +236,10 @@ def iter_ingest(
     ``images_dir`` unless absolute; without that column, ``file_template`` (``"{id_str}.png"``,
     any catalogue column may be named) builds them. Input ``*_total-votes``, ``labelled`` and
     ``row`` columns are replaced by recomputed ones.
+
+    ``min_votes`` ({question: count}): the sample selection of the module docstring.
     """
+    selection = check_selection(schema, min_votes)
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     if tree_tolerance < 0 or tree_tolerance_votes < 0:
@@ -262,6 +282,7 @@ def iter_ingest(
                 reasons[row].append(image_reasons[path])
 
         kept = np.array([not r for r in reasons], dtype=bool)
+        deselected = _deselected(counts, kept, schema, selection)
         rejected_rows = np.flatnonzero(~kept)
         rejected = pd.DataFrame(
             {
@@ -273,12 +294,51 @@ def iter_ingest(
             columns=REJECTED_COLUMNS,
         )
         clean = _clean_table(
-            frame, schema, ids, paths, counts, kept, id_column, file_column, offset
+            frame, schema, ids, paths, counts, kept & ~deselected, id_column, file_column, offset
         )
-        yield IngestResult(clean=clean, rejected=rejected, n_input=len(frame))
+        yield IngestResult(
+            clean=clean,
+            rejected=rejected,
+            n_input=len(frame),
+            n_deselected=int(deselected.sum()),
+        )
         offset += len(frame)
         if offset // _ROWS_PER_PROGRESS_LINE > (offset - len(frame)) // _ROWS_PER_PROGRESS_LINE:
             log.info("ingest %s: %d rows checked", catalogue_path, offset)
+
+
+def check_selection(schema: Schema, min_votes: Mapping[str, int] | None) -> dict[int, int]:
+    """{question index: minimum volunteers}; refuses a question the tree lacks or a bad count."""
+    selection = {}
+    for question, minimum in (min_votes or {}).items():
+        if question not in schema.question_names:
+            raise ValueError(
+                f"min_votes names question {question!r}, which tree {schema.name!r} does not "
+                f"have; its questions: {', '.join(schema.question_names)}"
+            )
+        if isinstance(minimum, bool) or not isinstance(minimum, int | np.integer) or minimum < 0:
+            raise ValueError(
+                f"min_votes[{question!r}] must be a non-negative integer, got {minimum!r}"
+            )
+        selection[schema.question_names.index(question)] = int(minimum)
+    return selection
+
+
+def _deselected(
+    counts: np.ndarray, kept: np.ndarray, schema: Schema, selection: Mapping[int, int]
+) -> np.ndarray:
+    """Good, labelled rows that some selected question's volunteers are too few for."""
+    out = np.zeros(len(kept), dtype=bool)
+    if not selection or not kept.any():
+        return out
+    rows = np.flatnonzero(kept)
+    votes = counts[rows]
+    totals = schema.question_totals(votes)
+    too_few = np.zeros(len(rows), dtype=bool)
+    for question, minimum in selection.items():
+        too_few |= totals[:, question] < minimum
+    out[rows] = too_few & (votes.sum(axis=1) > 0)
+    return out
 
 
 def ingest_catalogue(
@@ -294,14 +354,13 @@ def ingest_catalogue(
         clean=_concat([r.clean for r in results]),
         rejected=_concat([r.rejected for r in results]),
         n_input=sum(r.n_input for r in results),
+        n_deselected=sum(r.n_deselected for r in results),
     )
-    if len(result.clean) + len(result.rejected) != result.n_input:  # kept under python -O
-        raise RuntimeError(
-            f"ingest lost rows: {result.n_input} in, {len(result.clean)} kept + "
-            f"{len(result.rejected)} rejected"
-        )
+    result.check_count()
     n_unlabelled = int((~result.clean[LABELLED_COLUMN]).sum())
-    _log_totals(catalogue_path, result.n_input, n_unlabelled, len(result.rejected))
+    _log_totals(
+        catalogue_path, result.n_input, n_unlabelled, len(result.rejected), result.n_deselected
+    )
     return result
 
 
@@ -311,15 +370,23 @@ def _concat(tables: list[pd.DataFrame]) -> pd.DataFrame:
     return tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
 
 
-def _log_totals(catalogue_path, n_input: int, n_unlabelled: int, n_rejected: int) -> None:
+def _log_totals(
+    catalogue_path, n_input: int, n_unlabelled: int, n_rejected: int, n_deselected: int = 0
+) -> None:
     log.info(
         "ingest %s: %d rows, %d kept (%d unlabelled), %d rejected",
         catalogue_path,
         n_input,
-        n_input - n_rejected,
+        n_input - n_rejected - n_deselected,
         n_unlabelled,
         n_rejected,
     )
+    if n_deselected:
+        log.info(
+            "ingest %s: %d good rows left out by the sample selection (ingest.min_votes)",
+            catalogue_path,
+            n_deselected,
+        )
 
 
 def _clean_table(
@@ -375,7 +442,9 @@ def ingest_to_files(
     """
     blocks = iter_ingest(catalogue_path, images_dir, schema, **options)
     totals = _write_blocks(blocks, clean_path, rejected_path, max_rejected_fraction)
-    _log_totals(catalogue_path, totals.n_input, totals.n_unlabelled, totals.n_rejected)
+    _log_totals(
+        catalogue_path, totals.n_input, totals.n_unlabelled, totals.n_rejected, totals.n_deselected
+    )
     totals.check(rejected_path, max_rejected_fraction)
 
 
@@ -395,18 +464,19 @@ class _Totals:
     n_input: int = 0
     n_rejected: int = 0
     n_unlabelled: int = 0
+    n_deselected: int = 0
     first_rejected: pd.DataFrame | None = None  # quoted when too many rows were rejected
 
     def add(self, block: IngestResult) -> None:
         self.n_input += block.n_input
         self.n_rejected += len(block.rejected)
+        self.n_deselected += block.n_deselected
         self.n_unlabelled += int((~block.clean[LABELLED_COLUMN]).sum())
         if self.first_rejected is None or len(self.first_rejected) < _MAX_REASONS_QUOTED:
             self.first_rejected = _concat(
                 [t for t in (self.first_rejected, block.rejected) if t is not None]
             ).head(_MAX_REASONS_QUOTED)
-        if block.n_input != len(block.clean) + len(block.rejected):  # kept under python -O
-            raise RuntimeError(f"ingest lost rows in a block of {block.n_input}")
+        block.check_count()
 
     def check(self, rejected_path: str | Path, max_rejected_fraction: float) -> None:
         fraction = self.n_rejected / self.n_input if self.n_input else 0.0
