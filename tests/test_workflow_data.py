@@ -128,6 +128,18 @@ def test_a_changed_question_suffix_reaches_the_steps_through_the_resolved_tree_a
         assert reason.startswith("Input files updated by another job") and "tree.yaml" in reason
 
 
+@pytest.mark.slow
+def test_a_sample_selection_reruns_ingest_and_what_follows_not_the_survey(tiny_data_run):
+    """ingest.min_votes is a param of ingest: setting it redoes the catalogue and its products,
+    while the rendered survey stays."""
+    planned = planned_updates(
+        tiny_data_run, config={"ingest": {"min_votes": {"bar": 11}}}, targets=("data",)
+    )
+    for product in ("catalogue.parquet", "splits.csv", "shards/test"):
+        assert f"results/data/{product}" in planned, planned
+    assert not [p for p in planned if p.startswith("results/data/mock/")], planned
+
+
 def test_the_default_config_is_valid_and_plans_the_data_stage(tmp_path):
     workdir = copy_workflow(tmp_path / "wf")
     result = run_snakemake(workdir, "-n", "data")
