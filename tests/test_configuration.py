@@ -115,6 +115,45 @@ def test_config_readme_describes_every_key_of_the_schema():
             assert re.search(rf"^\| `{key}` \|", sections[section], flags=re.M), f"{section}.{key}"
 
 
+def test_config_readme_defaults_are_the_values_a_run_gets():
+    """The "default" column is what a key left out of a user's file takes: config.yaml's value
+    (every run reads it first), else the schema's default, else the mock survey's own."""
+    import dataclasses
+    import re
+
+    import yaml
+
+    from conftest import REPO
+    from zooflow.mock import MockSurveyConfig
+
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())["properties"]
+    shipped = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    readme = (REPO / "config" / "README.md").read_text()
+    sections = dict(re.findall(r"^## `(\w+)`[^\n]*\n(.*?)(?=^## |\Z)", readme, flags=re.M | re.S))
+    mock_defaults = {f.name: f.default for f in dataclasses.fields(MockSurveyConfig)}
+
+    def shown(text, key):
+        cell = re.search(rf"^\| `{key}` \| ([^|]*) \|", text, flags=re.M).group(1)
+        return yaml.safe_load(cell.replace("`", ""))
+
+    wrong = []
+    for section, spec in schema.items():
+        if "properties" not in spec:
+            if shown(readme, section) != shipped.get(section, spec.get("default")):
+                wrong.append(section)
+            continue
+        for key, key_spec in spec["properties"].items():
+            if key in (shipped.get(section) or {}):
+                expected = shipped[section][key]
+            elif "default" in key_spec:
+                expected = key_spec["default"]
+            else:
+                expected = mock_defaults[key] if section == "mock" else None
+            if shown(sections[section], key) != expected:
+                wrong.append(f"{section}.{key}")
+    assert not wrong, f"config/README.md shows another default for {wrong}"
+
+
 def test_the_schema_names_what_the_library_provides_with_the_same_defaults():
     """One source of truth: the schema's choices are the registries, and the training
     defaults a library user gets are the ones a workflow run gets."""
