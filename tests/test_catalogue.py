@@ -640,16 +640,20 @@ def test_ingest_to_files_in_blocks_writes_what_one_pass_writes(
         ingest_to_files(path, images, decals, tmp_path / "c.parquet", tmp_path / "r.csv", 0.2)
 
 
-def ingest_in_blocks_of_two(tmp_path: Path, images: Path, decals: Schema) -> None:
-    """tmp_path/cat.csv into c.parquet and r.csv, two rows at a time, no row may be rejected."""
+def ingest_in_blocks_of_two(
+    tmp_path: Path, images: Path, decals: Schema, max_rejected_fraction: float = 0.0, **options
+) -> None:
+    """tmp_path/cat.csv into c.parquet and r.csv, two rows at a time (by default no row may be
+    rejected); ``options`` are iter_ingest's."""
     ingest_to_files(
         tmp_path / "cat.csv",
         images,
         decals,
         tmp_path / "c.parquet",
         tmp_path / "r.csv",
-        0.0,
+        max_rejected_fraction,
         chunk_rows=2,
+        **options,
     )
 
 
@@ -714,16 +718,7 @@ def test_min_votes_leaves_out_labelled_galaxies_too_few_answered(
     assert (result.clean.loc[result.clean["labelled"], "bar_total-votes"] >= 11).all()
 
     with caplog.at_level("INFO", logger="zooflow.catalogue"):
-        ingest_to_files(
-            tmp_path / "cat.csv",
-            images,
-            decals,
-            tmp_path / "c.parquet",
-            tmp_path / "r.csv",
-            0.05,
-            min_votes={"bar": 11},
-            chunk_rows=4,
-        )
+        ingest_in_blocks_of_two(tmp_path, images, decals, 0.05, min_votes={"bar": 11})
     assert pd.read_parquet(tmp_path / "c.parquet")["id_str"].tolist() == wanted
     assert f"{result.n_deselected} good rows left out by the sample selection" in caplog.text
     assert f"42 rows, {len(wanted)} kept (1 unlabelled), 1 rejected" in caplog.text
