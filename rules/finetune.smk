@@ -45,6 +45,9 @@ rule finetune_catalogue:
         tree_tolerance=config["ingest"]["tree_tolerance"],
         tree_tolerance_votes=config["ingest"]["tree_tolerance_votes"],
         max_rejected_fraction=config["ingest"]["max_rejected_fraction"],
+        # ingest.min_votes names the survey tree's questions and has selected the sample there;
+        # this catalogue is read with the new question's tree.
+        min_votes={},
         votes_optional=False,
     script:
         "../scripts/ingest.py"
