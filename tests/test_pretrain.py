@@ -36,19 +36,22 @@ def test_features_trained_on_another_survey_load_into_a_new_network(tmp_path):
     # It trained every layer from scratch (freeze_trunk does not apply to pretraining)...
     splits = pd.read_csv(out / "splits.csv")
     assert set(splits["split"]) == {"test", "val", "pool"}
-    started = build_model(
-        "w20_cnn",
-        input_shape=(32, 32, 1),
-        head="dirichlet",
-        n_answers=schema.n_answers,
-        weights_path=out / "features.weights.h5",
-        seed=1,
-    )
     trained = load_model(out / "model.keras")
-    # ...and its feature extractor is what a new network starts from.
-    for expected, got in zip(
-        split_trunk_head(trained)[0].get_layer("features").get_weights(),
-        split_trunk_head(started)[0].get_layer("features").get_weights(),
-        strict=True,
-    ):
-        np.testing.assert_array_equal(got, expected)
+    # ...and its feature extractor is what a new network starts from, whether that network
+    # predicts the whole tree or, as W+20's mode with pretrained features does, one answer.
+    for head, n_answers in [("dirichlet", schema.n_answers), ("binomial", 1)]:
+        started = build_model(
+            "w20_cnn",
+            input_shape=(32, 32, 1),
+            head=head,
+            n_answers=n_answers,
+            weights_path=out / "features.weights.h5",
+            seed=1,
+        )
+        for expected, got in zip(
+            split_trunk_head(trained)[0].get_layer("features").get_weights(),
+            split_trunk_head(started)[0].get_layer("features").get_weights(),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(got, expected)
+        assert started.output_shape[-1] == n_answers
