@@ -36,6 +36,11 @@ EXPENSIVE = {
         ".venv/bin/python benchmarks/active_learning.py --configfile config/w20_smooth.yaml; "
         "the same with config/w20_bar.yaml"
     ),
+    "W+20's bar sample: from scratch, with pretrained features, on a second survey": (
+        ".venv/bin/python benchmarks/active_learning.py --configfile config/w20_bar.yaml "
+        "config/studies/w20_bar_sample.yaml config/studies/five_rounds.yaml "
+        "[config/studies/w20_pretrained.yaml] [config/studies/second_bar_survey.yaml]"
+    ),
 }
 
 
