@@ -102,9 +102,16 @@ def machine_line() -> str:
     )
 
 
-def print_study(results: Path, metrics: tuple[str, ...] = HEADLINE_METRICS) -> None:
-    """Learning curves (mean over seeds), labels saved with intervals, per budget, composition."""
-    print(machine_line())
+def print_study(
+    results: Path, metrics: tuple[str, ...] = HEADLINE_METRICS, measured: str | None = None
+) -> None:
+    """Learning curves (mean over seeds), labels saved with intervals, per budget, composition.
+
+    ``measured``: :func:`machine_line` as it read when the run copied the workflow; a study of an
+    hour may end on a later commit than the library it ran, so taking the line at the end would
+    name the wrong one.
+    """
+    print(measured or machine_line())
     al = results / "al"
     curves_path = al / "learning_curves.csv"
     if curves_path.exists():

@@ -24,7 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import print_study  # noqa: E402
+from _report import machine_line, print_study  # noqa: E402
 from _workflow import copy_workflow  # noqa: E402
 
 SECOND_SURVEY = "config/studies/second_survey.yaml"
@@ -56,12 +56,13 @@ def main() -> None:
         surveys.append(("second mock survey", [str(REPO / SECOND_SURVEY)]))
     for name, survey in surveys:
         workdir = root / ("second" if survey else "default")
+        measured = machine_line()  # the commit the copy below takes, not the one the run ends on
         copy_workflow(workdir)
         # One --configfile flag with every file: Snakemake keeps only the last of repeated flags.
         files = [*survey, *configs]
         minutes = snakemake(workdir, *(["--configfile", *files] if files else []), cores=args.cores)
         print(f"\n=== {name} ({' '.join(args.configfile) or 'default config'}): {minutes:.1f} min")
-        print_study(workdir / "results")
+        print_study(workdir / "results", measured=measured)
     print(f"\nfolders under {root}")
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import print_study  # noqa: E402
+from _report import machine_line, print_study  # noqa: E402
 from _workflow import copy_workflow  # noqa: E402
 
 GOAL_MINUTES = 15.0
@@ -43,6 +43,7 @@ def main() -> None:
 
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="zooflow-default-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    measured = machine_line()  # the commit the copy below takes, not the one the run ends on
     copy_workflow(workdir)
     extra = ["--configfile", str(args.configfile.resolve())] if args.configfile else []
 
@@ -88,7 +89,7 @@ def main() -> None:
         print(
             f"RMSE vs observed fractions {summary['rmse']:.3f}, vs true {summary['rmse_truth']:.3f}"
         )
-    print_study(results)
+    print_study(results, measured=measured)
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -38,3 +38,7 @@ def test_a_study_says_when_on_what_and_at_which_commit_it_was_measured(tmp_path,
     assert "learning curves, mean over seeds 1, 2:" in printed and any(
         "0.3" in row for row in printed
     )
+    # A study that ran for an hour names the commit it started on, taken before the copy.
+    started = "measured 2026-12-04 at commit abc1234 on a CPU"
+    print_study(tmp_path, measured=started)
+    assert capsys.readouterr().out.splitlines()[0] == started
