@@ -57,13 +57,21 @@ def verbatim(value):
     return lambda wildcards: value
 
 
+def checkout_file(path):
+    """A file of the workflow's own checkout as an input, relative to the working directory:
+    Snakemake records each job's set of inputs, and absolute paths would read as a changed set
+    (rerunning every step) once the checkout and its results are moved or copied elsewhere.
+    """
+    return os.path.relpath(path)
+
+
 def library(script):
     """Every zooflow module ``scripts/{script}.py`` imports, directly or through other zooflow
     modules (zooflow.dependencies reads them from the code), so that editing any module a job
     runs reruns it: Snakemake follows a script's own mtime but not the modules it imports.
     """
     return [
-        str(path)
+        checkout_file(path)
         for path in import_closure(
             os.path.join(workflow.basedir, "scripts", f"{script}.py"),
             os.path.join(workflow.basedir, "zooflow"),
@@ -75,7 +83,7 @@ def tree_file():
     """The decision-tree YAML in use: a built-in one shipped in zooflow/trees, or the user's."""
     tree = config["schema"]["tree"]
     builtin = os.path.join(workflow.basedir, "zooflow", "trees", f"{tree}.yaml")
-    return builtin if tree in BUILTIN_TREES else tree
+    return checkout_file(builtin) if tree in BUILTIN_TREES else tree
 
 
 # That tree with schema.question_suffix written in, by resolve_tree; what every step reads.

@@ -8,9 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "tests" / "data" / "tiny.yaml"
+# The shipped configuration every run reads first, and its first (headline) strategy: the
+# first strategy's folders are the ones the tiny runs' tests look into.
+SHIPPED_CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+FIRST_STRATEGY = SHIPPED_CONFIG["active_learning"]["strategies"][0]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # A scratch copy of the workflow, so runs and edits never touch the checkout: one list of the

@@ -129,6 +129,18 @@ def test_a_changed_question_suffix_reaches_the_steps_through_the_resolved_tree_a
 
 
 @pytest.mark.slow
+def test_a_checkout_moved_with_its_results_reruns_nothing(tiny_data_run, tmp_path):
+    """Snakemake compares each job's recorded set of inputs: the zooflow modules and the
+    built-in tree are recorded relative to the working directory, not as absolute paths."""
+    moved = tmp_path / "elsewhere" / "zooflow-run"
+    shutil.copytree(tiny_data_run, moved, symlinks=True)
+    assert planned_updates(moved, targets=("data",)) == []
+    module = moved / "zooflow" / "splits.py"  # still tracked after the move (by content)
+    module.write_text(module.read_text() + "# edited\n")
+    assert "results/data/splits.csv" in planned_updates(moved, targets=("data",))
+
+
+@pytest.mark.slow
 def test_a_sample_selection_reruns_ingest_and_what_follows_not_the_survey(tiny_data_run):
     """ingest.min_votes is a param of ingest: setting it redoes the catalogue and its products,
     while the rendered survey stays."""
