@@ -9,6 +9,7 @@ rule start_rounds:
         unlabelled=f"{AL}/round_0/unlabelled.csv",
     log:
         f"logs/{ROUNDS}/start.log",
+    localrule: True
     conda:
         "../envs/data.yaml"
     params:
@@ -93,6 +94,7 @@ rule reveal:
         rejected=f"logs/{ROUNDS}/round_{{round}}/rejected_votes.csv",
     wildcard_constraints:
         round=r"[1-9]\d*",
+    localrule: True
     conda:
         "../envs/data.yaml"
     params:
@@ -116,6 +118,7 @@ rule to_label:
         f"logs/campaign/round_{{round}}/to_label.log",
     wildcard_constraints:
         round=unpublished_round(),
+    localrule: True
     conda:
         "../envs/data.yaml"
     shell:
@@ -183,6 +186,7 @@ rule learning_curves:
         ),
     log:
         "logs/al/learning_curves.log",
+    localrule: True
     conda:
         "../envs/report.yaml"
     params:
@@ -207,6 +211,7 @@ rule gallery:
         ),
     log:
         f"logs/{ROUNDS}/round_{{round}}/gallery.log",
+    localrule: True
     conda:
         "../envs/report.yaml"
     params:

@@ -11,6 +11,7 @@ rule resolve_finetune_tree:
         tree=FINETUNE_TREE,
     log:
         "logs/finetune/resolve_tree.log",
+    localrule: True
     conda:
         "../envs/data.yaml"
     params:

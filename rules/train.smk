@@ -8,6 +8,7 @@ rule full_training_set:
         labelled="results/full/labelled.csv",
     log:
         "logs/full/training_set.log",
+    localrule: True
     conda:
         "../envs/data.yaml"
     params:
@@ -84,6 +85,7 @@ rule share_round_0:
         f"logs/{ROUNDS}/round_0/share.log",
     wildcard_constraints:
         strategy=rf"(?!{FIRST_STRATEGY}$)[a-z_]+",
+    localrule: True
     conda:
         "../envs/data.yaml"
     script:

@@ -8,6 +8,7 @@ rule resolve_tree:
         tree=TREE,
     log:
         "logs/resolve_tree.log",
+    localrule: True
     conda:
         "../envs/data.yaml"
     params:

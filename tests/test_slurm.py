@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import time
 import zipfile
@@ -38,20 +39,22 @@ from slurm_cluster import (  # noqa: F401  (slurm_cluster_fixture is the session
     slurm_cluster_fixture,
 )
 
-from conftest import REFERENCE_CORES, copy_workflow
+from conftest import FIRST_STRATEGY, REFERENCE_CORES
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM_PROFILE = REPO / "profiles" / "slurm"
 DEFAULT_PROFILE = REPO / "profiles" / "default"
 TINY_CONFIG = REPO / "tests" / "data" / "tiny.yaml"
 
-# The real-workflow test runs the default target on the tiny config through the profile, from
-# the mock survey on (about 40 jobs). Most jobs wait on the one before them, and each pays some
-# SLURM polling: the plugin adds 10 s to its polling interval after every status query that finds
-# no job finished. On an idle 2-core machine the test took 4.3 minutes.
-SLURM_TARGETS = ["all"]
+# The real-workflow test runs one active-learning round of the tiny config through the profile
+# on top of the suite's local data stage (6 SLURM jobs). Each pays some SLURM polling: the plugin
+# adds 10 s to its polling interval after every status query that finds no job finished, so a
+# 15-s job is seen finished after 36 s. The default target from the mock survey on (39 SLURM
+# jobs) took 11.5 minutes on a busy 2-core machine; this round takes about 4.
 WORKFLOW_GPU_RULES = frozenset({"pretrain", "train", "predict"})
 DATA_STAGE_RULES = frozenset({"simulate", "ingest", "preprocess", "split", "shards"})
+# The rules of a round that run in Snakemake's own process (`localrule: True`).
+ROUND_LOCAL_RULES = frozenset({"start_rounds", "reveal"})
 
 # The plugin can otherwise poll forever, so a run is killed at this limit.
 RUN_TIMEOUT_S = 1500
@@ -248,10 +251,11 @@ def assert_jobs_ran_on_slurm(
 UNCOMPARABLE_DIRS = frozenset({"benchmarks", "tensorboard"})
 
 
-def comparable_bytes(path: Path, workdir: Path) -> bytes:
-    """A file's bytes with its run's folder written as ``<workdir>``, or for a Keras archive
+def comparable_bytes(path: Path, *run_folders: Path) -> bytes:
+    """A file's bytes with its run's folders written as ``<workdir>``, or for a Keras archive
     its weights file (config.json holds object ids and metadata.json the save date, both
-    different in every run). Catalogue tables carry image paths inside each run's folder."""
+    different in every run). Catalogue tables carry image paths inside the folder that ran
+    the data stage."""
     if path.suffix == ".keras":
         with zipfile.ZipFile(path) as archive:
             return archive.read("model.weights.h5")
@@ -264,12 +268,22 @@ def comparable_bytes(path: Path, workdir: Path) -> bytes:
             text = content.decode("utf-8")
         except UnicodeDecodeError:
             return content
-    return text.replace(str(workdir), "<workdir>").encode("utf-8")
+    for folder in sorted(map(str, run_folders), key=len, reverse=True):
+        text = text.replace(folder, "<workdir>")
+    return text.encode("utf-8")
 
 
-def assert_same_outputs(left: Path, right: Path, *, left_may_have_more: bool = False) -> list[str]:
+def assert_same_outputs(
+    left: Path,
+    right: Path,
+    *,
+    left_may_have_more: bool = False,
+    right_data_from: Path | None = None,
+) -> list[str]:
     """Every comparable file under `right` exists under `left` with identical content, and
-    (unless `left_may_have_more`: a reference run of more targets) the other way round."""
+    (unless `left_may_have_more`: a reference run of more targets) the other way round.
+    `right_data_from`: the run folder `right`'s data stage was copied from."""
+    right_folders = [right.parent] + ([right_data_from] if right_data_from else [])
 
     def comparable(root: Path) -> list[Path]:
         return sorted(
@@ -290,7 +304,7 @@ def assert_same_outputs(left: Path, right: Path, *, left_may_have_more: bool = F
         str(path)
         for path in files
         if comparable_bytes(left / path, left.parent)
-        != comparable_bytes(right / path, right.parent)
+        != comparable_bytes(right / path, *right_folders)
     ]
     assert not differing, f"outputs differ between the local and the SLURM run: {differing}"
     return [str(path) for path in files]
@@ -313,6 +327,49 @@ def job_counts_from_dry_run(output: str) -> dict[str, int]:
 
 # ---------------------------------------------------------------------------------------
 # Fast checks of what the cluster and the profiles are built from
+
+
+# On a cluster every job costs a queue wait and a Snakemake start on the node; the steps that
+# only move small tables (catalogue-sized CSVs, a YAML tree, one model file, summary plots) run
+# in Snakemake's own process instead. None reads predictions, images by the survey or trains.
+SMALL_STEP_RULES = frozenset(
+    {
+        "resolve_tree",
+        "resolve_finetune_tree",
+        "start_rounds",
+        "reveal",
+        "to_label",
+        "full_training_set",
+        "share_round_0",
+        "learning_curves",
+        "gallery",
+    }
+)
+
+
+def test_only_the_small_steps_run_in_snakemake_s_own_process_on_a_cluster():
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.enums import Quietness
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    cwd = os.getcwd()
+    try:
+        with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+            workflow = api.workflow(
+                resource_settings=ResourceSettings(cores=1),
+                config_settings=ConfigSettings(configfiles=[TINY_CONFIG]),
+                snakefile=REPO / "Snakefile",
+                workdir=REPO,
+            )._workflow
+            rules = {rule.name: rule for rule in workflow.rules}
+            local = {name for name in rules if name in workflow._localrules}
+    finally:
+        os.chdir(cwd)
+    assert local == SMALL_STEP_RULES | ROUND_LOCAL_RULES
+    for name in local:
+        resources = rules[name].resources
+        assert resources["_cores"] == 1 and "gpu" not in resources, (name, resources)
+        assert "mem_mb" not in resources or not callable(resources["mem_mb"]), name
 
 
 def test_slurmd_hardware_line_becomes_a_node_with_one_fake_gpu(tmp_path):
@@ -451,49 +508,63 @@ def test_toy_workflow_runs_each_job_as_a_slurm_job_with_a_gpu_only_where_asked(
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_real_workflow_on_slurm_matches_a_local_run(
-    slurm_cluster: SlurmCluster, tiny_full_run: Path, tmp_path: Path
+    slurm_cluster: SlurmCluster, tiny_data_run: Path, tiny_full_run: Path, tmp_path: Path
 ):
-    """The default target through the SLURM profile writes exactly what the same target wrote
-    locally. The local reference is the suite's shared run of the tiny config (`all` and
-    `full`, with profiles/default picked up as the workflow profile, on REFERENCE_CORES), so
-    the workflow is not trained a third time here."""
+    """An active-learning round of the real workflow through the SLURM profile (pretraining,
+    a frozen round's training, prediction, calibration, acquisition) writes exactly what the
+    suite's local run of the tiny config wrote (`all` and `full`, with profiles/default picked
+    up as the workflow profile, on REFERENCE_CORES). The data stage comes from the suite's local
+    run of it: every SLURM job costs the plugin's status-check back-off (up to half a minute
+    here), and the toy workflow above already runs CPU-only rules as SLURM jobs."""
     if slurm_cluster.node.cpus < REFERENCE_CORES:
         pytest.skip(f"the reference run used {REFERENCE_CORES} cores; the node has fewer")
-    workdir = copy_workflow(tmp_path / "slurm")
+    workdir = tmp_path / "slurm"
+    shutil.copytree(tiny_data_run, workdir, symlinks=True)
     env = slurm_cluster.client_env()
     config_args = ["--configfile", str(TINY_CONFIG)]
     # The rules use `threads: workflow.cores`: as many as the reference run had.
     cores_args = ["--cores", str(REFERENCE_CORES)]
+    targets = [f"results/al/{FIRST_STRATEGY}/seed_42/round_1/labelled.csv"]
 
-    plan = run_snakemake([*SLURM_TARGETS, "-n", *config_args], cwd=workdir, env=env, timeout_s=120)
+    plan = run_snakemake([*targets, "-n", *config_args], cwd=workdir, env=env, timeout_s=120)
     assert plan.returncode == 0, failure_report(plan, slurm_cluster)
     jobs_per_rule = job_counts_from_dry_run(plan.output)
-    assert DATA_STAGE_RULES | {"acquire", "reveal", "learning_curves"} <= set(jobs_per_rule)
-    assert WORKFLOW_GPU_RULES <= set(jobs_per_rule)
-    assert set(jobs_per_rule) - WORKFLOW_GPU_RULES, "the plan has no CPU rule"
+    assert not DATA_STAGE_RULES & set(jobs_per_rule), "the data stage was not reused"
+    assert WORKFLOW_GPU_RULES | ROUND_LOCAL_RULES | {"calibrate", "acquire"} <= set(jobs_per_rule)
 
     slurm = run_on_slurm(
         slurm_cluster,
-        [*SLURM_TARGETS, "--profile", "profiles/slurm", *config_args, *cores_args],
+        [*targets, "--profile", "profiles/slurm", *config_args, *cores_args],
         workdir,
     )
     assert slurm.returncode == 0 and not slurm.timed_out, failure_report(slurm, slurm_cluster)
     reference_terminal = (tiny_full_run / "terminal.txt").read_text()
     assert "workflow specific profile profiles/default" in reference_terminal
 
+    # Rules that only move small tables run in Snakemake's own process, not as SLURM jobs.
+    ran_locally = set(re.findall(r"^localrule (\w+):", slurm.output, flags=re.MULTILINE))
+    assert ran_locally == ROUND_LOCAL_RULES, slurm.output[-3000:]
+    submitted_per_rule = {
+        rule: count for rule, count in jobs_per_rule.items() if rule not in ran_locally
+    }
+    assert submitted_per_rule.keys() - WORKFLOW_GPU_RULES, "no CPU rule was submitted"
     records = assert_jobs_ran_on_slurm(
-        slurm_cluster, workdir, slurm.output, jobs_per_rule, WORKFLOW_GPU_RULES
+        slurm_cluster, workdir, slurm.output, submitted_per_rule, WORKFLOW_GPU_RULES
     )
     # `threads: workflow.cores` became --cpus-per-task through the profile's cpus_per_task
     # (pretraining trains the whole network; the tiny config's rounds only a frozen trunk's head).
     assert {job["NumCPUs"] for job in records["pretrain"]} == {str(REFERENCE_CORES)}
-    assert not [job for job in records["train"] if not is_frozen_round(job)]
-    assert {job["NumCPUs"] for job in records["train"] if is_frozen_round(job)} == {"1"}
+    assert records["train"] and not [job for job in records["train"] if not is_frozen_round(job)]
+    assert {job["NumCPUs"] for job in records["train"]} == {"1"}
     compared = assert_same_outputs(
-        tiny_full_run / "results", workdir / "results", left_may_have_more=True
+        tiny_full_run / "results",
+        workdir / "results",
+        left_may_have_more=True,
+        right_data_from=tiny_data_run,
     )
-    assert any(path.endswith("_posteriors.parquet") for path in compared), compared
-    assert any(path.endswith(".keras") for path in compared), compared
+    for produced in ("round_1/labelled.csv", "round_0/acquired.csv", "round_0/model.keras"):
+        assert any(path.endswith(produced) for path in compared), (produced, compared)
+    assert any(path.endswith("_predictions.h5") for path in compared), compared
 
 
 def test_in_ci_an_installed_cluster_that_does_not_start_fails_instead_of_skipping(monkeypatch):
