@@ -4,18 +4,20 @@ A published round is frozen: votes that arrive after the next round was publishe
 after it, and the list volunteers are working on never changes under them.
 """
 
+import shutil
+
 import pandas as pd
 import pytest
 
-from conftest import TINY_CONFIG, copy_workflow, run_snakemake
+from conftest import TINY_CONFIG, run_snakemake
 from zooflow.schema import load_schema
 
 pytestmark = pytest.mark.slow
 
 
-def test_a_campaign_round_trip_through_snakemake_with_late_votes(tmp_path):
-    workdir = copy_workflow(tmp_path / "wf")
-    run_snakemake(workdir, "results/data/mock/catalogue.csv", "--configfile", str(TINY_CONFIG))
+def test_a_campaign_round_trip_through_snakemake_with_late_votes(tiny_data_run, tmp_path):
+    workdir = tmp_path / "wf"
+    shutil.copytree(tiny_data_run, workdir, symlinks=True)  # its mock survey is the campaign's
     catalogue = pd.read_csv(workdir / "results" / "data" / "mock" / "catalogue.csv")
     votes = [c for c in catalogue.columns if c not in ("id_str", "file_loc")]
     hidden = catalogue.sample(frac=0.6, random_state=0)["id_str"]

@@ -10,15 +10,10 @@ import time
 import pandas as pd
 import psutil
 import pytest
-import yaml
 
-from conftest import REPO, TINY_CONFIG, run_snakemake
+from conftest import FIRST_STRATEGY as FIRST
+from conftest import TINY_CONFIG, run_snakemake
 from zooflow.runlog import Progress, exclusive, training_outcome
-
-# The tiny run's first strategy is the default configuration's.
-FIRST = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["active_learning"][
-    "strategies"
-][0]
 
 
 def _wait_for(condition, timeout, what):
@@ -39,9 +34,11 @@ def _jobs_running(workdir, script):
 
 
 @pytest.mark.slow
-def test_killing_snakemake_ends_its_training_and_the_rerun_succeeds(tiny_data_run, tmp_path):
+def test_killing_snakemake_ends_its_training_and_the_rerun_succeeds(tiny_full_run, tmp_path):
     workdir = tmp_path / "wf"
-    shutil.copytree(tiny_data_run, workdir)
+    # The tiny run with its pretrained features, less the supervised run trained here.
+    shutil.copytree(tiny_full_run, workdir, symlinks=True)
+    shutil.rmtree(workdir / "results" / "full")
     endless = tmp_path / "endless.yaml"
     endless.write_text("train: {epochs: 100000, patience: 100000}\n")
     state_log = workdir / "results" / "full" / "train_state" / "history.csv"
