@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -118,6 +119,27 @@ def tiny_full_run(tmp_path_factory) -> Path:
     # What the terminal showed, for the tests of what a person sees.
     (workdir / "terminal.txt").write_text(result.stdout + result.stderr)
     return workdir
+
+
+@contextlib.contextmanager
+def parsed_workflow(workdir: Path):
+    """The workflow in ``workdir`` as Snakemake parses it with the tiny config (its rules,
+    their resources, which are local), via Snakemake's API; nothing runs."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.enums import Quietness
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    cwd = os.getcwd()
+    try:
+        with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+            yield api.workflow(
+                resource_settings=ResourceSettings(cores=1),
+                config_settings=ConfigSettings(configfiles=[TINY_CONFIG]),
+                snakefile=workdir / "Snakefile",
+                workdir=workdir,
+            )._workflow
+    finally:
+        os.chdir(cwd)
 
 
 def planned_updates(

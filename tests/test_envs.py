@@ -1,6 +1,5 @@
 """Per-rule conda environments: every rule names one, each parses, and versions are pinned."""
 
-import os
 import re
 from pathlib import Path
 
@@ -137,33 +136,17 @@ def test_env_files_pin_the_release_series_the_tests_run_with(env_file):
 
 def test_rule_resources_grow_with_each_retry(tmp_path):
     """On a retry (SLURM profile: retries 2) a job asks for more memory and time than before."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.enums import Quietness
-    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+    from conftest import copy_workflow, parsed_workflow
 
-    from conftest import TINY_CONFIG, copy_workflow
-
-    workdir = copy_workflow(tmp_path / "wf")
     checked = []
-    cwd = os.getcwd()
-    try:
-        with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-            workflow = api.workflow(
-                resource_settings=ResourceSettings(cores=1),
-                config_settings=ConfigSettings(configfiles=[TINY_CONFIG]),
-                snakefile=workdir / "Snakefile",
-                workdir=workdir,
-            )._workflow
-            for rule in workflow.rules:
-                for name in ("mem_mb", "runtime"):
-                    if name not in rule.resources:
-                        continue
-                    first, second = (
-                        rule.resources[name].evaluate({}, attempt=attempt).value
-                        for attempt in (1, 2)
-                    )
-                    assert second == 2 * first, f"rule {rule.name}: {name} {first} -> {second}"
-                    checked.append((rule.name, name))
-    finally:
-        os.chdir(cwd)
+    with parsed_workflow(copy_workflow(tmp_path / "wf")) as workflow:
+        for rule in workflow.rules:
+            for name in ("mem_mb", "runtime"):
+                if name not in rule.resources:
+                    continue
+                first, second = (
+                    rule.resources[name].evaluate({}, attempt=attempt).value for attempt in (1, 2)
+                )
+                assert second == 2 * first, f"rule {rule.name}: {name} {first} -> {second}"
+                checked.append((rule.name, name))
     assert {rule for rule, _ in checked} >= {"train", "predict", "ingest", "acquire"}

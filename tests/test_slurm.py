@@ -39,7 +39,7 @@ from slurm_cluster import (  # noqa: F401  (slurm_cluster_fixture is the session
     slurm_cluster_fixture,
 )
 
-from conftest import FIRST_STRATEGY, REFERENCE_CORES
+from conftest import FIRST_STRATEGY, REFERENCE_CORES, copy_workflow, parsed_workflow
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM_PROFILE = REPO / "profiles" / "slurm"
@@ -347,24 +347,10 @@ SMALL_STEP_RULES = frozenset(
 )
 
 
-def test_only_the_small_steps_run_in_snakemake_s_own_process_on_a_cluster():
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.enums import Quietness
-    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
-
-    cwd = os.getcwd()
-    try:
-        with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-            workflow = api.workflow(
-                resource_settings=ResourceSettings(cores=1),
-                config_settings=ConfigSettings(configfiles=[TINY_CONFIG]),
-                snakefile=REPO / "Snakefile",
-                workdir=REPO,
-            )._workflow
-            rules = {rule.name: rule for rule in workflow.rules}
-            local = {name for name in rules if name in workflow._localrules}
-    finally:
-        os.chdir(cwd)
+def test_only_the_small_steps_run_in_snakemake_s_own_process_on_a_cluster(tmp_path):
+    with parsed_workflow(copy_workflow(tmp_path / "wf")) as workflow:
+        rules = {rule.name: rule for rule in workflow.rules}
+        local = {name for name in rules if name in workflow._localrules}
     assert local == SMALL_STEP_RULES | ROUND_LOCAL_RULES
     for name in local:
         resources = rules[name].resources
