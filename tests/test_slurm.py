@@ -50,7 +50,7 @@ TINY_CONFIG = REPO / "tests" / "data" / "tiny.yaml"
 # on top of the suite's local data stage (6 SLURM jobs). Each pays some SLURM polling: the plugin
 # adds 10 s to its polling interval after every status query that finds no job finished, so a
 # 15-s job is seen finished after 36 s. The default target from the mock survey on (39 SLURM
-# jobs) took 11.5 minutes on a busy 2-core machine; this round takes about 4.
+# jobs) took 11.7 minutes on a 2-core machine (AMD EPYC); this round takes 4.4 there.
 WORKFLOW_GPU_RULES = frozenset({"pretrain", "train", "predict"})
 DATA_STAGE_RULES = frozenset({"simulate", "ingest", "preprocess", "split", "shards"})
 # The rules of a round that run in Snakemake's own process (`localrule: True`).
