@@ -122,9 +122,9 @@ def tiny_full_run(tmp_path_factory) -> Path:
 
 
 @contextlib.contextmanager
-def parsed_workflow(workdir: Path):
-    """The workflow in ``workdir`` as Snakemake parses it with the tiny config (its rules,
-    their resources, which are local), via Snakemake's API; nothing runs."""
+def _workflow_api(workdir: Path, config: dict | None = None):
+    """Snakemake's API for the workflow in ``workdir`` with the tiny config (and ``config`` on
+    top), quiet, one core; the current directory is restored afterwards."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.enums import Quietness
     from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
@@ -134,39 +134,30 @@ def parsed_workflow(workdir: Path):
         with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
             yield api.workflow(
                 resource_settings=ResourceSettings(cores=1),
-                config_settings=ConfigSettings(configfiles=[TINY_CONFIG]),
+                config_settings=ConfigSettings(configfiles=[TINY_CONFIG], config=config or {}),
                 snakefile=workdir / "Snakefile",
                 workdir=workdir,
-            )._workflow
+            )
     finally:
         os.chdir(cwd)
+
+
+@contextlib.contextmanager
+def parsed_workflow(workdir: Path):
+    """The workflow in ``workdir`` as Snakemake parses it with the tiny config (its rules,
+    their resources, which are local); nothing runs."""
+    with _workflow_api(workdir) as workflow:
+        yield workflow._workflow
 
 
 def planned_updates(
     workdir: Path, *, config: dict | None = None, targets: tuple[str, ...] = ("all", "full")
 ) -> list[str]:
     """Files a dry run of the workflow in ``workdir`` would (re)create, via Snakemake's API."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.enums import Quietness
-    from snakemake.settings.types import (
-        ConfigSettings,
-        DAGSettings,
-        OutputSettings,
-        ResourceSettings,
-    )
+    from snakemake.settings.types import DAGSettings
 
     updated: list[str] = []
-    cwd = os.getcwd()
-    try:
-        with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-            workflow = api.workflow(
-                resource_settings=ResourceSettings(cores=1),
-                config_settings=ConfigSettings(configfiles=[TINY_CONFIG], config=config or {}),
-                snakefile=workdir / "Snakefile",
-                workdir=workdir,
-            )
-            dag = workflow.dag(dag_settings=DAGSettings(targets=set(targets)))
-            dag.execute_workflow(executor="local", pseudo_executor="dryrun", updated_files=updated)
-    finally:
-        os.chdir(cwd)
+    with _workflow_api(workdir, config) as workflow:
+        dag = workflow.dag(dag_settings=DAGSettings(targets=set(targets)))
+        dag.execute_workflow(executor="local", pseudo_executor="dryrun", updated_files=updated)
     return sorted(str(f) for f in updated)
