@@ -76,6 +76,8 @@ for what, path, old, new, tests in MUTATIONS:
                 "pytest",
                 "-q",
                 "-x",
+                "-n",  # one process: a handful of tests, stopped at the first failure
+                "0",
                 "-p",
                 "no:cacheprovider",
                 "--durations=0",

@@ -6,10 +6,12 @@ import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "tests" / "data" / "tiny.yaml"
@@ -47,12 +49,36 @@ def run_snakemake(
     return result
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder ``name``, filled by ``build`` once per test session however many pytest-xdist
+    workers ask for it: the first builds it under a lock while the others wait. A failed build is
+    recorded, so that the others fail with its reason instead of spending the time again."""
+    base = tmp_path_factory.getbasetemp()
+    # Each xdist worker has its own base folder inside the session's; a plain run has just one.
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder, done, failed = root / name, root / f"{name}.done", root / f"{name}.failed"
+    with FileLock(root / f"{name}.lock"):
+        if failed.exists():
+            pytest.fail(f"building the shared {name} folder failed:\n{failed.read_text()}")
+        if not done.exists():
+            try:
+                build(folder)
+            except BaseException as error:  # pytest.fail's exception is a BaseException
+                failed.write_text(f"{type(error).__name__}: {error}")
+                raise
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_data_run(tmp_path_factory) -> Path:
     """The data stage of the real workflow run once through Snakemake on the tiny config."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("tiny_data"))
-    run_snakemake(workdir, "data", "--configfile", str(TINY_CONFIG))
-    return workdir
+
+    def build(workdir: Path) -> None:
+        copy_workflow(workdir)
+        run_snakemake(workdir, "data", "--configfile", str(TINY_CONFIG))
+
+    return built_once(tmp_path_factory, "tiny_data", build)
 
 
 @pytest.fixture(scope="session")
@@ -114,11 +140,16 @@ def tiny_survey(tmp_path_factory):
 def tiny_full_run(tmp_path_factory) -> Path:
     """The default target (data, active-learning rounds for both strategies, learning curves)
     and the supervised `full` run, once through Snakemake on the tiny config."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("tiny_full"))
-    result = run_snakemake(workdir, "all", "full", "--configfile", str(TINY_CONFIG), timeout=1200)
-    # What the terminal showed, for the tests of what a person sees.
-    (workdir / "terminal.txt").write_text(result.stdout + result.stderr)
-    return workdir
+
+    def build(workdir: Path) -> None:
+        copy_workflow(workdir)
+        result = run_snakemake(
+            workdir, "all", "full", "--configfile", str(TINY_CONFIG), timeout=1200
+        )
+        # What the terminal showed, for the tests of what a person sees.
+        (workdir / "terminal.txt").write_text(result.stdout + result.stderr)
+
+    return built_once(tmp_path_factory, "tiny_full", build)
 
 
 @contextlib.contextmanager
