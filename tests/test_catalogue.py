@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -557,6 +558,43 @@ def test_dict_mapping_and_file_template(tmp_path: Path, images: Path, decals: Sc
     assert clean["id_str"].tolist() == ["good_2"]
     assert clean["file_loc"].tolist() == [str((images / "good_2.png").absolute())]
     assert [clean.loc[0, c] for c in decals.label_cols] == [votes[c] for c in decals.label_cols]
+
+
+def test_images_inside_the_working_directory_are_found_after_the_run_is_moved(
+    tmp_path: Path, images: Path, decals: Schema, monkeypatch
+):
+    """Images inside the run's folder are stored relative to it, so a run moved with its results
+    preprocesses its own images; images outside it (a survey's shared folder) stay absolute."""
+    from zooflow.preprocess import preprocess_catalogue
+
+    run = tmp_path / "run"
+    (run / "images").mkdir(parents=True)
+    for name in ("good_0", "good_1"):
+        (run / "images" / f"{name}.png").write_bytes((images / f"{name}.png").read_bytes())
+    rows = [
+        {"id_str": "inside_0", "file_loc": "good_0.png"},
+        {"id_str": "inside_1", "file_loc": "good_1.png"},
+        {"id_str": "outside", "file_loc": str(images / "good_2.png")},
+    ]
+    votes = consistent_votes(decals, fixed_rng())
+    pd.DataFrame([{**row, **votes} for row in rows]).to_csv(run / "cat.csv", index=False)
+    monkeypatch.chdir(run)
+    write_ingest(
+        ingest_catalogue("cat.csv", "images", decals), "clean.parquet", "rejected.csv", 0.0
+    )
+    stored = pd.read_parquet("clean.parquet")["file_loc"].tolist()
+    assert stored == ["images/good_0.png", "images/good_1.png", str(images / "good_2.png")]
+
+    moved = tmp_path / "elsewhere" / "run"
+    moved.parent.mkdir()
+    run.rename(moved)  # the old folder is gone
+    monkeypatch.chdir(moved)
+    preprocess_catalogue(
+        "clean.parquet", "images.h5", image_size=8, crop_fraction=1.0, greyscale=False
+    )
+    with h5py.File("images.h5") as prepared:
+        assert prepared["images"].shape == (3, 8, 8, 3)
+        assert prepared["images"][:2].std() > 0  # the moved images, read and prepared
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 import json
 import re
 import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -135,6 +136,9 @@ def test_a_checkout_moved_with_its_results_reruns_nothing(tiny_data_run, tmp_pat
     moved = tmp_path / "elsewhere" / "zooflow-run"
     shutil.copytree(tiny_data_run, moved, symlinks=True)
     assert planned_updates(moved, targets=("data",)) == []
+    # The survey's images are found in the moved folder, should preprocessing run again.
+    file_loc = pd.read_parquet(moved / "results" / "data" / "catalogue.parquet")["file_loc"]
+    assert all(not Path(path).is_absolute() and (moved / path).is_file() for path in file_loc)
     module = moved / "zooflow" / "splits.py"  # still tracked after the move (by content)
     module.write_text(module.read_text() + "# edited\n")
     assert "results/data/splits.csv" in planned_updates(moved, targets=("data",))

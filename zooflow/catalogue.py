@@ -29,7 +29,9 @@ catalogue, checks the images, writes the result and reads its columns back for l
 It reads and checks the catalogue in blocks of rows (``chunk_rows``) and writes each block as it
 goes, so a survey of millions of galaxies is ingested in the memory of one block.
 
-The clean table has ``id_str``, ``file_loc`` (absolute path), the other input columns unchanged,
+The clean table has ``id_str``, ``file_loc`` (relative to the working directory when the image
+lies inside it, so a run moved with its results still finds its images; absolute otherwise: see
+:func:`stored_image_path`), the other input columns unchanged,
 every ``schema.label_cols`` and ``schema.total_cols`` as int64 (totals recomputed from the
 counts), ``labelled`` and ``row`` (0-based data row of the input). Input order is kept.
 """
@@ -153,7 +155,7 @@ def _image_paths(
     file_template: str | None,
     reasons: list[list[str]],
 ) -> list[str | None]:
-    """Absolute image path per row (None where none can be built); relative paths join images_dir."""
+    """Stored image path per row (None where none can be built); relative paths join images_dir."""
     paths: list[str | None] = []
     if file_column in frame.columns:
         raw_paths = frame[file_column].tolist()
@@ -179,7 +181,18 @@ def _image_paths(
     needs_dir = any(p is not None and not os.path.isabs(p) for p in paths)
     if needs_dir and not images_dir.is_dir():
         raise IngestError(f"images_dir {images_dir} is not a directory")
-    return [None if p is None else os.path.abspath(images_dir / p) for p in paths]
+    return [None if p is None else stored_image_path(images_dir / p) for p in paths]
+
+
+def stored_image_path(path: str | Path, working_dir: str | Path | None = None) -> str:
+    """The image path the clean table keeps: relative to the working directory when the image
+    lies inside it (the mock survey's images, a project's own image folder), so that a run
+    moved with its results still finds them; absolute otherwise (a survey's shared images)."""
+    absolute = Path(os.path.abspath(path))
+    working_dir = Path(os.path.abspath(working_dir or os.getcwd()))
+    if absolute.is_relative_to(working_dir):
+        return absolute.relative_to(working_dir).as_posix()
+    return str(absolute)
 
 
 def _image_reason(path: str) -> str | None:
