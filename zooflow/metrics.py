@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from zooflow.ids import read_csv_with_ids
+from zooflow.posteriors import count_pmf
 from zooflow.schema import Schema
 
 COVERAGE_FRACTIONS = np.round(np.linspace(0.0, 1.0, 21), 2)
@@ -86,23 +86,6 @@ def regression_table(
     return pd.DataFrame(rows)
 
 
-def vote_count_predictive(
-    n: np.ndarray, a: np.ndarray, b: np.ndarray | None, k_max: int
-) -> np.ndarray:
-    """(G, k_max+1) mixture pmf of k over passes.
-
-    ``a``, ``b`` are (G, T): Beta-binomial parameters (α_a, Σα − α_a); with ``b`` None, ``a``
-    holds binomial ρ. Mass for k > N is zero.
-    """
-    k = np.arange(k_max + 1)[None, None, :]
-    n3 = n[:, None, None]
-    if b is None:
-        pmf = stats.binom.pmf(k, n3, a[:, :, None])
-    else:
-        pmf = stats.betabinom.pmf(k, n3, a[:, :, None], b[:, :, None])
-    return np.nan_to_num(pmf).mean(axis=1)
-
-
 def coverage_table(
     k_observed: np.ndarray,
     n: np.ndarray,
@@ -119,12 +102,15 @@ def coverage_table(
     b = None if b is None else b[keep]
     if len(n) == 0:
         return pd.DataFrame(columns=["error_fraction", "predicted", "observed", "n_galaxies"])
-    pmf = vote_count_predictive(n, a, b, int(n.max()))
+    # A sample with no defined probability (a truth for a question never reached) adds no mass.
+    pmf = np.nan_to_num(count_pmf(n, a, b, int(n.max()))).mean(axis=1)
     ks = np.arange(pmf.shape[1])
     expected = (pmf * ks).sum(axis=1)
     rows = []
     for f in fractions:
-        e = np.round(f * n)
+        # A window edge that falls on a count is inside, however E[k] was rounded (E[k] = 4 for
+        # 8 votes at 0.5 comes out as 3.9999999999999996 from some sums).
+        e = np.round(f * n) + 1e-9
         inside = np.abs(ks[None, :] - expected[:, None]) <= e[:, None]
         predicted = (pmf * inside).sum(axis=1)
         observed = np.abs(k_observed - expected) <= e

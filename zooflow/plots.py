@@ -12,9 +12,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
 
 from zooflow.ids import read_csv_with_ids
+from zooflow.posteriors import count_pmf  # noqa: E402
 from zooflow.schema import Question, Schema  # noqa: E402
 
 
@@ -142,8 +142,7 @@ def _vote_posteriors(
     q = schema.questions[schema.answer_question_index[i]]
     a = concentrations[i, :].astype(np.float64)
     b = concentrations[q.indices, :].astype(np.float64).sum(axis=0) - a
-    k = np.arange(n + 1)
-    per_pass = stats.betabinom.pmf(k[None, :], n, a[:, None], b[:, None])
+    per_pass = count_pmf(np.array([n]), a[None, :], b[None, :], n)[0]
     return per_pass, per_pass.mean(axis=0)
 
 

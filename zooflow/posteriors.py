@@ -47,11 +47,12 @@ def read_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarr
 # --- predictive of the counts, and the temperatures that calibrate it ------------------------------
 
 
-def mixture_count_pmf(n: np.ndarray, a: np.ndarray, b: np.ndarray | None, k_max: int) -> np.ndarray:
-    """(G, k_max + 1) pmf of a count out of ``n`` (G,), mixed over samples.
+def count_pmf(n: np.ndarray, a: np.ndarray, b: np.ndarray | None, k_max: int) -> np.ndarray:
+    """(G, T, k_max + 1) pmf of a count out of ``n`` (G,), one per sample.
 
     ``a``, ``b`` (G, T): Beta-binomial parameters (α_a, Σα − α_a); with ``b`` None, ``a`` holds
-    binomial ρ. Computed in log space; mass above each galaxy's N is 0.
+    binomial ρ. Computed in log space (scipy.special alone: scipy.stats would double the import
+    time of every small step); mass above each galaxy's N is 0.
     """
     k = np.arange(k_max + 1)[None, None, :]
     n3 = np.asarray(n, dtype=np.float64)[:, None, None]
@@ -73,8 +74,12 @@ def mixture_count_pmf(n: np.ndarray, a: np.ndarray, b: np.ndarray | None, k_max:
             - gammaln(b3)
             + gammaln(a3 + b3)
         )
-    pmf = np.where(valid, np.exp(log_pmf), 0.0)
-    return pmf.mean(axis=1)
+    return np.where(valid, np.exp(log_pmf), 0.0)
+
+
+def mixture_count_pmf(n: np.ndarray, a: np.ndarray, b: np.ndarray | None, k_max: int) -> np.ndarray:
+    """(G, k_max + 1) pmf of a count out of ``n`` (G,), mixed over samples (:func:`count_pmf`)."""
+    return count_pmf(n, a, b, k_max).mean(axis=1)
 
 
 def apply_temperatures(
