@@ -321,6 +321,19 @@ def training_settings(wildcards):
             config["active_learning"]["train"], settings, "active_learning.train keys"
         )
         settings.update(overrides)
+    if (
+        settings.get("freeze_trunk")
+        and not settings["weights_path"]
+        and not warm_start_model(wildcards)
+    ):
+        # Said while the plan is built, not after the data stage at the first training.
+        key = "active_learning.train" if is_round(wildcards.run) else "train"
+        raise WorkflowError(
+            f"{key}.freeze_trunk is true: {wildcards.run} would train only the head on fixed "
+            "features, but there are none to keep (pretrain.enabled is false and "
+            f"train.weights_path is empty). Set {key}.freeze_trunk: false to train every "
+            "layer (as config/w20_bar.yaml does), or pretrain.enabled: true"
+        )
     return settings
 
 

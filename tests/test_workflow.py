@@ -232,8 +232,9 @@ def test_no_test_or_validation_galaxy_is_ever_trained_on(tiny_full_run):
 
 def test_the_w20_binomial_head_with_warm_started_rounds_runs_end_to_end(tiny_data_run, tmp_path):
     """Train, predict, summarise, evaluate and acquire with one answer's binomial head (W+20),
-    each round continuing from the previous round's model; no baseline strategy was run. Two
-    prediction groups: each round's pool is scored one group at a time and never gathered."""
+    each round continuing from the previous round's model, every layer trained as W+20's mode
+    does (no pretrained features); no baseline strategy was run. Two prediction groups: each
+    round's pool is scored one group at a time and never gathered."""
     import shutil
 
     from zooflow.posteriors import read_predictions
@@ -242,12 +243,15 @@ def test_the_w20_binomial_head_with_warm_started_rounds_runs_end_to_end(tiny_dat
     shutil.copytree(tiny_data_run, workdir, symlinks=True)  # the data stage is already done
     (workdir / "binomial.yaml").write_text(
         "train: {head: binomial, binomial_answer: smooth-or-featured_smooth}\n"
-        "active_learning: {warm_start: true, strategies: [bald], rounds: 2}\n"
+        "active_learning: {warm_start: true, strategies: [bald], rounds: 2,"
+        " train: {freeze_trunk: false}}\n"
         "predict: {shard_groups: 2}\n"
+        "pretrain: {enabled: false}\n"
     )
     result = run_snakemake(workdir, "--configfile", str(TINY_CONFIG), "binomial.yaml")
     ran = result.stdout + result.stderr
     assert "rule train:" in ran and "rule simulate:" not in ran  # the data stage is reused
+    assert "rule pretrain:" not in ran
     bald_1 = _round(workdir, "bald", 1)
     ids, _, predictions, attrs = read_predictions(bald_1 / "test_predictions.h5")
     assert attrs["head"] == "binomial" and predictions.shape == (len(ids), 1, 5)

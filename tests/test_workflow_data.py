@@ -248,6 +248,18 @@ def test_the_default_plan_pretrains_once_and_every_round_trains_its_head_on_thos
     (workdir / "mine.yaml").write_text(f"train: {{weights_path: {weights}}}\n")
     plan = run_snakemake(workdir, "-n", "all", "--configfile", "mine.yaml")
     assert "rule pretrain:" not in plan.stdout
+    # Without either, frozen rounds would have no features to keep: said while planning, before
+    # the data stage runs; the supervised run alone (every layer trained) still plans.
+    (workdir / "scratch.yaml").write_text("pretrain: {enabled: false}\n")
+    plan = run_snakemake(workdir, "-n", "all", "--configfile", "scratch.yaml", check=False)
+    assert plan.returncode != 0
+    assert re.search(
+        r"active_learning.train.freeze_trunk is true: al/\w+/seed_\d+/round_\d+ would train "
+        "only the head on fixed features, but there are none to keep",
+        plan.stdout + plan.stderr,
+    )
+    plan = run_snakemake(workdir, "-n", "full", "--configfile", "scratch.yaml")
+    assert "rule train:" in plan.stdout and "rule pretrain:" not in plan.stdout
 
 
 def test_a_run_in_another_folder_still_starts_from_the_default_config(tmp_path):
