@@ -24,14 +24,15 @@ neither kept nor rejected: they are counted, and the log says how many. Unlabell
 no votes to select on and are kept.
 
 The id and vote checks live in :mod:`zooflow.vote_checks`, which votes arriving after ingest
-share, and the column checks in :mod:`zooflow.catalogue_columns`; this module reads the
-catalogue, checks the images, writes the result and reads its columns back for later stages.
+share, the column checks in :mod:`zooflow.catalogue_columns` and the image paths and checks in
+:mod:`zooflow.catalogue_images`; this module reads the catalogue, writes the result and reads its
+columns back for later stages.
 It reads and checks the catalogue in blocks of rows (``chunk_rows``) and writes each block as it
 goes, so a survey of millions of galaxies is ingested in the memory of one block.
 
 The clean table has ``id_str``, ``file_loc`` (relative to the working directory when the image
 lies inside it, so a run moved with its results still finds its images; absolute otherwise: see
-:func:`stored_image_path`), the other input columns unchanged,
+:mod:`zooflow.catalogue_images`), the other input columns unchanged,
 every ``schema.label_cols`` and ``schema.total_cols`` as int64 (totals recomputed from the
 counts), ``labelled`` and ``row`` (0-based data row of the input). Input order is kept.
 """
@@ -40,11 +41,9 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,12 +58,11 @@ from zooflow.catalogue_columns import (
     IngestError,
     check_columns,
     resolve_column_mapping,
-    template_fields,
 )
+from zooflow.catalogue_images import image_paths, image_reasons
 from zooflow.ids import ID_COLUMN, float_id_error, iter_csv_with_ids
-from zooflow.images import image_problem
 from zooflow.schema import Schema
-from zooflow.vote_checks import id_reasons, is_missing, normalise_ids, tree_reasons, vote_counts
+from zooflow.vote_checks import id_reasons, normalise_ids, tree_reasons, vote_counts
 
 log = logging.getLogger(__name__)
 
@@ -143,78 +141,6 @@ def iter_catalogue(
     )
 
 
-# --- per-row checks --------------------------------------------------------------------------
-
-
-def _image_paths(
-    frame: pd.DataFrame,
-    ids: list[str | None],
-    images_dir: Path,
-    id_column: str,
-    file_column: str,
-    file_template: str | None,
-    reasons: list[list[str]],
-) -> list[str | None]:
-    """Stored image path per row (None where none can be built); relative paths join images_dir."""
-    paths: list[str | None] = []
-    if file_column in frame.columns:
-        raw_paths = frame[file_column].tolist()
-        for row, value in enumerate(raw_paths):
-            text = "" if is_missing(value) else str(value).strip()
-            if not text:
-                reasons[row].append(f"no image path in column {file_column}")
-                paths.append(None)
-            else:
-                paths.append(text)
-    else:
-        assert file_template is not None  # _check_columns guarantees one or the other
-        fields = sorted(template_fields(file_template) & set(frame.columns))
-        records = frame[fields].to_dict("records")
-        for row, (record, row_id) in enumerate(zip(records, ids, strict=True)):
-            record[id_column] = row_id
-            record.setdefault(ID_COLUMN, row_id)
-            try:
-                paths.append(file_template.format(**record))
-            except (KeyError, IndexError, ValueError, TypeError) as err:
-                reasons[row].append(f"cannot build image path from file_template: {err}")
-                paths.append(None)
-    needs_dir = any(p is not None and not os.path.isabs(p) for p in paths)
-    if needs_dir and not images_dir.is_dir():
-        raise IngestError(f"images_dir {images_dir} is not a directory")
-    return [None if p is None else stored_image_path(images_dir / p) for p in paths]
-
-
-def stored_image_path(path: str | Path, working_dir: str | Path | None = None) -> str:
-    """The image path the clean table keeps: relative to the working directory when the image
-    lies inside it (the mock survey's images, a project's own image folder), so that a run
-    moved with its results still finds them; absolute otherwise (a survey's shared images)."""
-    absolute = Path(os.path.abspath(path))
-    working_dir = Path(os.path.abspath(working_dir or os.getcwd()))
-    if absolute.is_relative_to(working_dir):
-        return absolute.relative_to(working_dir).as_posix()
-    return str(absolute)
-
-
-def _image_reason(path: str) -> str | None:
-    """Why this image cannot be used (naming the path), or None."""
-    try:
-        problem = image_problem(path)
-    except Exception as err:  # one odd file (a decompression bomb, say) must not stop ingest
-        problem = f"image check failed ({type(err).__name__}: {err})"
-    if problem is None:
-        return None
-    return problem if path in problem else f"{problem}: {path}"
-
-
-def _image_reasons(paths: list[str | None], threads: int) -> dict[str, str | None]:
-    """Check each distinct image once, over ``threads`` (Pillow releases the GIL while decoding)."""
-    unique = list(dict.fromkeys(p for p in paths if p is not None))
-    if threads == 1 or len(unique) < 2:
-        return dict(zip(unique, map(_image_reason, unique), strict=True))
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        return dict(zip(unique, pool.map(_image_reason, unique), strict=True))
-
-
 # --- public entry points --------------------------------------------------------------------
 
 
@@ -284,15 +210,15 @@ def iter_ingest(
         reasons: list[list[str]] = [[] for _ in range(len(frame))]
         ids = normalise_ids(frame[id_column])
         id_reasons(ids, frame[id_column], id_column, reasons, first_row, offset)
-        paths = _image_paths(frame, ids, images_dir, id_column, file_column, file_template, reasons)
+        paths = image_paths(frame, ids, images_dir, id_column, file_column, file_template, reasons)
         frame = frame.rename(columns=mapping)
         shown = {ours: theirs for theirs, ours in mapping.items()}  # reasons use the user's names
         counts, usable = vote_counts(frame, schema, reasons, shown)
         tree_reasons(counts, usable, schema, tree_tolerance, tree_tolerance_votes, reasons, shown)
-        image_reasons = _image_reasons(paths, threads)
+        unusable = image_reasons(paths, threads)
         for row, path in enumerate(paths):
-            if path is not None and image_reasons[path] is not None:
-                reasons[row].append(image_reasons[path])
+            if path is not None and unusable[path] is not None:
+                reasons[row].append(unusable[path])
 
         kept = np.array([not r for r in reasons], dtype=bool)
         deselected = _deselected(counts, kept, schema, selection)
